@@ -1,0 +1,1 @@
+"""Emoji Mirror runtime: model registry, preprocessing, checkpoints and the live mirror pipeline."""

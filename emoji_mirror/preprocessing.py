@@ -1,0 +1,63 @@
+"""The one preprocessing definition: face crop -> normalised tensor, for training, evaluation and the app."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+TTA_MODES = ("none", "flip", "tencrop")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a grayscale face becomes model input; stored in every checkpoint."""
+
+    input_size: int = 48  # square side in pixels, grayscale
+    mean: float = 0.5  # applied after scaling uint8 to [0, 1]
+    std: float = 0.25
+    face_margin: float = 0.1  # fraction of the detector's box added on each side before cropping
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Preprocessing":
+        known = {k: values[k] for k in cls.__dataclass_fields__ if k in values}
+        return cls(**known)
+
+
+def normalize(images: torch.Tensor, cfg: Preprocessing) -> torch.Tensor:
+    """uint8 (N, 1, H, W) or (N, H, W) faces -> float32 (N, 1, S, S), scaled, resized and normalised."""
+    if images.ndim == 3:
+        images = images.unsqueeze(1)
+    x = images.to(torch.float32) / 255.0
+    if x.shape[-1] != cfg.input_size or x.shape[-2] != cfg.input_size:
+        x = F.interpolate(x, size=(cfg.input_size, cfg.input_size), mode="bilinear", antialias=True, align_corners=False)
+    return (x - cfg.mean) / cfg.std
+
+
+def tta_views(x: torch.Tensor, mode: str) -> torch.Tensor:
+    """Stack test-time views of a normalised batch: (V, N, 1, S, S), V = 1, 2 or 10."""
+    if mode == "none":
+        return x.unsqueeze(0)
+    if mode == "flip":
+        return torch.stack([x, x.flip(-1)])
+    if mode == "tencrop":
+        size = x.shape[-1]
+        crop = round(size * 0.9)
+        starts = [(0, 0), (0, size - crop), (size - crop, 0), (size - crop, size - crop), ((size - crop) // 2,) * 2]
+        crops = [x[..., top : top + crop, left : left + crop] for top, left in starts]
+        crops = [F.interpolate(c, size=(size, size), mode="bilinear", align_corners=False) for c in crops]
+        return torch.stack(crops + [c.flip(-1) for c in crops])
+    raise ValueError(f"unknown TTA mode {mode!r}; choose one of {', '.join(TTA_MODES)}")
+
+
+@torch.inference_mode()
+def predict_proba(model: torch.nn.Module, x: torch.Tensor, tta: str = "none") -> torch.Tensor:
+    """Class probabilities for a normalised batch, averaged over the TTA views."""
+    views = tta_views(x, tta)
+    logits = model(views.flatten(0, 1))
+    probs = logits.float().softmax(-1)
+    return probs.view(views.shape[0], x.shape[0], -1).mean(0)

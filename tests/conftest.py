@@ -1,0 +1,60 @@
+"""Shared fixtures: the real dataset (skipped when absent) and small checkpoints made on the spot."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from emoji_mirror.checkpoint import atomic_torch_save, checkpoint_payload
+from emoji_mirror.labels import FER2013_CLASSES
+from emoji_mirror.models import create_model
+from emoji_mirror.preprocessing import Preprocessing
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# The one setting that points tests at the real data: $EMOJI_MIRROR_DATASETS, else ../shared/datasets beside the repo.
+DATASETS_DIR = Path(os.environ.get("EMOJI_MIRROR_DATASETS", REPO_ROOT.parent / "shared" / "datasets"))
+
+
+def _dataset_file(name: str) -> Path:
+    path = DATASETS_DIR / name
+    if not path.is_file():
+        pytest.skip(f"real dataset {path} not present (set EMOJI_MIRROR_DATASETS to the folder holding {name})")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fer2013_zip() -> Path:
+    """The real Kaggle-layout FER2013 zip."""
+    return _dataset_file("fer2013.zip")
+
+
+@pytest.fixture(scope="session")
+def ferplus_zip() -> Path:
+    """The real FER+ zip."""
+    return _dataset_file("ferplus.zip")
+
+
+@pytest.fixture(scope="session")
+def fer2013(fer2013_zip, tmp_path_factory):
+    """The real FER2013, decoded once per test session into a temporary cache."""
+    from training.data import load_dataset
+
+    return load_dataset(fer2013_zip, cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+def make_checkpoint(path: Path, arch: str = "baseline_cnn", seed: int = 0, meta: dict | None = None) -> Path:
+    """Save an untrained model of `arch` in our checkpoint format (metadata included)."""
+    torch.manual_seed(seed)
+    model = create_model(arch, num_classes=len(FER2013_CLASSES))
+    meta = meta or {"dataset": "fer2013", "selection_split": "fer2013/public_test", "metrics": {}, "note": "untrained test checkpoint"}
+    atomic_torch_save(checkpoint_payload(model, arch, {}, FER2013_CLASSES, Preprocessing(), meta), path)
+    return path
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path) -> Path:
+    """An untrained baseline_cnn checkpoint in a temporary folder."""
+    return make_checkpoint(tmp_path / "baseline_cnn.pt")

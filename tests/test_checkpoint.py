@@ -1,0 +1,111 @@
+"""Checkpoints round-trip with their metadata, load from anywhere, and fail with clear errors."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from conftest import make_checkpoint
+from emoji_mirror.checkpoint import CheckpointError, load_model, read_checkpoint
+from emoji_mirror.classifier import EmotionClassifier
+from emoji_mirror.labels import FER2013_CLASSES
+from emoji_mirror.paths import CHECKPOINT_DIR, REPO_ROOT, resolve_checkpoint
+
+
+@pytest.mark.parametrize("arch", ["baseline_cnn", "attention_cnn", "vit_tiny"])
+def test_round_trip_keeps_weights_and_metadata(tmp_path, arch):
+    path = make_checkpoint(tmp_path / f"{arch}.pt", arch, meta={"metrics": {"fer2013/private_test": {"accuracy": 50.0}}, "selection_split": "fer2013/public_test"})
+    torch.manual_seed(0)
+    from emoji_mirror.models import create_model
+
+    reference = create_model(arch).eval()
+    loaded = load_model(path)
+    assert loaded.arch == arch and loaded.classes == FER2013_CLASSES
+    assert loaded.meta["selection_split"] == "fer2013/public_test"
+    x = torch.randn(2, 1, 48, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), reference(x))
+
+
+def test_bad_files_get_clear_errors(tmp_path, tiny_checkpoint):
+    with pytest.raises(CheckpointError, match="not found"):
+        read_checkpoint(tmp_path / "missing.pt")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(tiny_checkpoint.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        load_model(truncated)
+    text = tmp_path / "notes.pt"
+    text.write_text("hello")
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        load_model(text)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"conv.weight": torch.zeros(3)}, foreign)
+    with pytest.raises(CheckpointError, match="not an Emoji Mirror checkpoint"):
+        load_model(foreign)
+
+
+def test_unsafe_pickle_is_refused(tmp_path):
+    class Boom:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "emoji-mirror-checkpoint", "payload": Boom()}, evil, pickle_module=pickle)
+    with pytest.raises(CheckpointError, match="unsafe"):
+        load_model(evil)
+
+
+def test_weights_that_do_not_fit_the_architecture(tmp_path, tiny_checkpoint):
+    payload = read_checkpoint(tiny_checkpoint)
+    payload["arch"] = "attention_cnn"
+    wrong = tmp_path / "wrong.pt"
+    torch.save(payload, wrong)
+    with pytest.raises(CheckpointError, match="do not fit architecture 'attention_cnn'"):
+        load_model(wrong)
+    payload["arch"] = "no_such_net"
+    torch.save(payload, wrong)
+    with pytest.raises(CheckpointError, match="cannot build architecture"):
+        load_model(wrong)
+
+
+def test_paths_resolve_from_any_working_directory(tmp_path, monkeypatch, tiny_checkpoint):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    local = make_checkpoint(tmp_path / "sub" / "mine.pt")
+    assert resolve_checkpoint("sub/mine.pt") == local.resolve()
+    assert resolve_checkpoint(str(local)) == local.resolve()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert resolve_checkpoint("~/sub/mine.pt") == local.resolve()
+    monkeypatch.setenv("EMOJI_MIRROR_CHECKPOINT", str(local))
+    assert resolve_checkpoint(None) == local.resolve()
+    with pytest.raises(FileNotFoundError, match="tried"):
+        resolve_checkpoint("nowhere/none.pt")
+
+
+def test_shipped_checkpoints_resolve_by_name_from_elsewhere(tmp_path, monkeypatch):
+    shipped = sorted(CHECKPOINT_DIR.glob("*.pt"))
+    if not shipped:
+        pytest.skip("no shipped checkpoints in checkpoints/")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EMOJI_MIRROR_CHECKPOINT", raising=False)
+    for path in shipped:
+        assert resolve_checkpoint(path.stem) == path.resolve()
+        assert resolve_checkpoint(str(path.relative_to(REPO_ROOT))) == path.resolve()
+        meta = load_model(path).meta
+        # every shipped checkpoint says what it was chosen on, and reports a different split
+        assert meta["selection_split"] == "fer2013/public_test"
+        assert "fer2013/private_test" in meta["metrics"]
+        assert meta["data_fingerprint"] and meta["commit"]
+    assert resolve_checkpoint(None).parent == CHECKPOINT_DIR
+
+
+def test_classifier_batches_crops_of_any_size(tiny_checkpoint):
+    clf = EmotionClassifier.from_checkpoint(str(tiny_checkpoint))
+    faces = [torch.randint(0, 255, (s, s), dtype=torch.uint8).numpy() for s in (48, 100, 31)]
+    probs = clf.predict(faces)
+    assert probs.shape == (3, 7)
+    torch.testing.assert_close(torch.from_numpy(probs).sum(1), torch.ones(3))
+    assert clf.predict([]).shape == (0, 7)
+    assert clf.emojis[FER2013_CLASSES.index("happy")] == "😄"

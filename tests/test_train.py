@@ -1,0 +1,110 @@
+"""The trainer overfits a few dozen faces, resumes a killed run to identical weights, and exports checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from emoji_mirror.checkpoint import load_model, read_checkpoint
+from emoji_mirror.labels import FER2013_CLASSES
+from training import train
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    """Kaggle layout, 5 distinct images per class; PublicTest repeats the training faces, PrivateTest is new."""
+    root = tmp_path_factory.mktemp("tiny_fer")
+    rng = np.random.default_rng(0)
+    for label in FER2013_CLASSES:
+        for split in ("train", "test"):
+            (root / split / label).mkdir(parents=True)
+        for split, prefix, n in (("train", "Training", 5), ("test", "PublicTest", 0), ("test", "PrivateTest", 2)):
+            for i in range(n):
+                img = Image.fromarray(rng.integers(0, 256, (6, 6), dtype=np.uint8)).resize((48, 48), Image.BILINEAR)
+                img.save(root / split / label / f"{prefix}_{i}.png")
+                if prefix == "Training":
+                    img.save(root / "test" / label / f"PublicTest_{i}.png")
+    return root
+
+
+def common_flags(data: Path, out: Path, cache: Path) -> list[str]:
+    return ["--data", str(data), "--cache-dir", str(cache), "--output-dir", str(out), "--workers", "0", "--amp", "off",
+            "--no-progress", "--device", "cpu", "--batch-size", "16"]
+
+
+def test_overfits_a_few_dozen_faces(tiny_data, tmp_path):
+    flags = common_flags(tiny_data, tmp_path / "runs", tmp_path / "cache")
+    code = train.main(["--model", "baseline_cnn", "--epochs", "40", "--lr", "3e-3", "--no-augment", "--patience", "40",
+                       "--export-dir", str(tmp_path / "export"), *flags])
+    assert code == 0
+    history = [json.loads(line) for line in (tmp_path / "runs" / "baseline_cnn" / "metrics.jsonl").read_text().splitlines()]
+    assert history[-1]["train_accuracy"] >= 90
+    assert max(r["fer2013/public_test/accuracy"] for r in history) >= 90  # PublicTest = the training faces here
+    exported = load_model(tmp_path / "export" / "baseline_cnn.pt")
+    meta = exported.meta
+    assert meta["selection_split"] == "fer2013/public_test"
+    assert set(meta["metrics"]) == {"fer2013/public_test", "fer2013/private_test"}
+    assert meta["data_fingerprint"] and meta["commit"] and meta["config"]["lr"] == 3e-3
+    assert meta["params"] == sum(p.numel() for p in exported.model.parameters())
+
+
+def test_killed_run_resumes_to_the_same_weights(tiny_data, tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    model_flags = ["--model", "attention_cnn", "--epochs", "5", "--patience", "50", "--max-train-images", "30"]
+    assert train.main([*model_flags, *common_flags(tiny_data, straight, tmp_path / "cache")]) == 0
+
+    # Kill a real training process once it has written epoch 2, then resume it.
+    log = killed / "attention_cnn" / "metrics.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "training.train", *model_flags, *common_flags(tiny_data, killed, tmp_path / "cache")],
+                            cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 2):
+            time.sleep(0.05)
+        assert proc.poll() is None, "training finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+    epochs_done = read_checkpoint(killed / "attention_cnn" / "last.pt")["train_state"]["epoch"]
+    assert 2 <= epochs_done < 5
+    assert train.main([*model_flags, "--resume", *common_flags(tiny_data, killed, tmp_path / "cache")]) == 0
+
+    a, b = read_checkpoint(straight / "attention_cnn" / "last.pt"), read_checkpoint(killed / "attention_cnn" / "last.pt")
+    assert a["train_state"]["epoch"] == b["train_state"]["epoch"] == 5
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=0, msg=key)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert strip(a["train_state"]["history"]) == strip(b["train_state"]["history"])
+
+
+def test_resume_with_other_settings_is_refused(tiny_data, tmp_path, capsys):
+    flags = ["--model", "baseline_cnn", "--epochs", "1", "--max-train-images", "14", *common_flags(tiny_data, tmp_path, tmp_path / "cache")]
+    assert train.main(flags) == 0
+    assert train.main([*flags, "--resume", "--lr", "0.5"]) == 2
+    assert "other settings (lr)" in capsys.readouterr().err
+
+
+def test_clear_errors_for_bad_flags(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("EMOJI_MIRROR_DATA", raising=False)
+    assert train.main(["--model", "nope_net"]) == 2
+    assert "unknown model" in capsys.readouterr().err
+    assert train.main(["--model", "baseline_cnn", "--data", str(tmp_path / "missing.zip")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_class_weights_are_balanced():
+    weights = train.class_weights(np.array([0, 0, 0, 1]), 3)
+    np.testing.assert_allclose(weights.numpy(), [4 / 9, 4 / 3, 0.0], rtol=1e-6)

@@ -1,0 +1,311 @@
+"""Score checkpoints on every labelled test split: `python -m training.evaluate --checkpoints checkpoints --data PATH --out results`."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import io
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from torch.utils.benchmark import Timer
+
+from emoji_mirror.checkpoint import CheckpointError, LoadedModel, load_model
+from emoji_mirror.labels import FERPLUS_CLASSES
+from emoji_mirror.models import count_params
+from emoji_mirror.paths import CHECKPOINT_DIR, REPO_ROOT, resolve_checkpoint
+from emoji_mirror.preprocessing import TTA_MODES, Preprocessing, normalize, predict_proba
+
+from . import report
+from .data import DataError, FaceDataset, load_dataset
+from .scoring import score, split_probabilities
+from .train import pick_device
+
+SUMMARY_FILE = "summary.json"
+COMPARISON_FILE = "comparison.png"
+LATENCY_WARMUP_RUNS = 5
+
+
+# ---------------------------------------------------------------- latency (shared with benchmarks/models.py)
+
+
+def latency_ms_per_face(model: torch.nn.Module, cfg: Preprocessing, tta: str = "none", batch_sizes=(1, 8), min_run_time: float = 1.0) -> dict[str, float]:
+    """CPU milliseconds per face for uint8 crops -> normalise -> probabilities: median of timed blocks, after warm-up."""
+    model = copy.deepcopy(model).cpu().eval()
+    generator = torch.Generator().manual_seed(0)
+    result = {}
+    for size in batch_sizes:
+        faces = torch.randint(0, 256, (size, cfg.input_size, cfg.input_size), dtype=torch.uint8, generator=generator)
+        timer = Timer(
+            "predict_proba(model, normalize(faces, cfg), tta)",
+            globals={"predict_proba": predict_proba, "normalize": normalize, "model": model, "faces": faces, "cfg": cfg, "tta": tta},
+            num_threads=torch.get_num_threads(),
+        )
+        timer.timeit(LATENCY_WARMUP_RUNS)
+        result[f"batch{size}"] = round(timer.blocked_autorange(min_run_time=min_run_time).median * 1000 / size, 3)
+    return result
+
+
+# ---------------------------------------------------------------- finding checkpoints and data
+
+
+def find_checkpoints(specs: list[str]) -> tuple[list[tuple[str, Path]], list[str]]:
+    """(given spec, file) for every checkpoint named; a folder means its *.pt plus its run folders' best.pt."""
+    found, errors = [], []
+    for spec in specs:
+        folder = Path(spec).expanduser()
+        if folder.is_dir():
+            files = sorted(folder.glob("*.pt")) + sorted(folder.glob("*/best.pt"))
+            if not files:
+                errors.append(f"{spec}: folder holds no *.pt checkpoints (nor run folders with best.pt)")
+            found += [(str(f), f.resolve()) for f in files]
+            continue
+        try:
+            found.append((spec, resolve_checkpoint(spec)))
+        except FileNotFoundError as exc:
+            errors.append(str(exc))
+    return found, errors
+
+
+def entry_name(path: Path) -> str:
+    """Summary entry name: the file stem, or the run folder's name for a run's best.pt / last.pt."""
+    if path.stem == "best":
+        return path.parent.name
+    if path.stem == "last":
+        return f"{path.parent.name}-last"
+    return path.stem
+
+
+def display_path(given: str, path: Path) -> str:
+    """The checkpoint path as given, or relative to the repository when the file is inside it."""
+    return path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else given
+
+
+def checkpoint_dataset(loaded: LoadedModel) -> str:
+    """Name of the dataset a checkpoint was trained on: its metadata, else guessed from its classes."""
+    return loaded.meta.get("dataset") or ("ferplus" if loaded.classes == FERPLUS_CLASSES else "fer2013")
+
+
+class Datasets:
+    """Loads each dataset once, on first use: fer2013 from --data, ferplus from --ferplus."""
+
+    def __init__(self, fer2013: str | None, ferplus: str | None, cache_dir: str | None):
+        self.sources = {"fer2013": fer2013, "ferplus": ferplus}
+        self.cache_dir = cache_dir
+        self.loaded: dict[str, FaceDataset | DataError] = {}
+
+    def get(self, name: str) -> FaceDataset:
+        if name not in self.loaded:
+            self.loaded[name] = self._load(name)
+        if isinstance(self.loaded[name], DataError):
+            raise self.loaded[name]
+        return self.loaded[name]
+
+    def _load(self, name: str) -> FaceDataset | DataError:
+        if name not in self.sources:
+            return DataError(f"no loader for dataset {name!r} (known: {', '.join(self.sources)})")
+        if name == "ferplus" and not self.sources[name]:
+            return DataError("FER+ checkpoints need the FER+ data: pass --ferplus PATH")
+        try:
+            dataset = load_dataset(self.sources[name], self.cache_dir)
+        except DataError as exc:
+            return exc
+        if dataset.name != name:
+            flag = "--ferplus" if name == "ferplus" else "--data"
+            return DataError(f"{flag} {self.sources[name]} holds {dataset.name}, not {name}")
+        return dataset
+
+
+# ---------------------------------------------------------------- scoring one checkpoint
+
+
+def split_report(probs: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> tuple[dict, dict, list]:
+    """(accuracy/macro-F1/n, per-class precision/recall/F1 in percent with support, confusion counts) for one split."""
+    preds = probs.argmax(1)
+    index = np.arange(len(classes))
+    precision, recall, f1, support = precision_recall_fscore_support(labels, preds, labels=index, zero_division=0)
+    per_class = {
+        name: {"precision": round(float(p) * 100, 2), "recall": round(float(r) * 100, 2), "f1": round(float(f) * 100, 2), "support": int(s)}
+        for name, p, r, f, s in zip(classes, precision, recall, f1, support)
+    }
+    return score(probs, labels), per_class, confusion_matrix(labels, preds, labels=index).tolist()
+
+
+def train_info(meta: dict, history_file: Path) -> dict:
+    """Training facts: from the run's metrics.jsonl when the checkpoint sits in a run folder, else from its metadata."""
+    history = [json.loads(line) for line in history_file.read_text().splitlines() if line.strip()] if history_file.is_file() else []
+    config = meta.get("config", {})
+    return {
+        "epochs": len(history) or None,
+        "best_epoch": meta.get("epoch"),
+        "device": config.get("device"),
+        "seconds": round(sum(r.get("seconds", 0.0) for r in history), 1) if history else None,
+        "config": config,
+    }
+
+
+def per_class_csv(per_class: dict[str, dict]) -> bytes:
+    """per_class_<name>.csv: one row per dataset/split and class."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["split", "class", "precision", "recall", "f1", "support"])
+    for split, rows in per_class.items():
+        for name, row in rows.items():
+            writer.writerow([split, name, row["precision"], row["recall"], row["f1"], row["support"]])
+    return buffer.getvalue().encode()
+
+
+def write_attention(loaded: LoadedModel, dataset: FaceDataset, scored: dict, device: torch.device, name: str, path: Path) -> None:
+    """Attention maps on the fixed faces: the first faces of each class in private_test (else the first scored split)."""
+    split = f"{dataset.name}/private_test" if f"{dataset.name}/private_test" in scored else next(iter(scored))
+    images, labels = scored[split]
+    chosen = report.attention_faces(labels, len(loaded.classes))
+    x = normalize(torch.from_numpy(images[chosen]).to(device), loaded.preprocessing)
+    maps, predicted, method = report.saliency_maps(loaded.model, x)
+    title = f"{name} ({loaded.arch}): {method}, on {split}"
+    fig = report.attention_figure(images[chosen], maps.cpu().numpy(), labels[chosen], predicted.cpu().numpy(), list(loaded.classes), title)
+    report.save_figure(fig, path)
+
+
+def evaluate_checkpoint(given: str, path: Path, datasets: Datasets, args: argparse.Namespace, device: torch.device, out: Path) -> dict:
+    """Score one checkpoint on its dataset's labelled non-train splits, write its CSV and PNGs, return its summary entry."""
+    loaded = load_model(path, device)
+    dataset = datasets.get(checkpoint_dataset(loaded))
+    if tuple(dataset.classes) != loaded.classes:
+        raise CheckpointError(f"{path}: classes {list(loaded.classes)} do not match {dataset.name}'s {list(dataset.classes)}")
+    trained_on = loaded.meta.get("data_fingerprint")
+    if trained_on and trained_on != dataset.fingerprint:
+        print(f"warning: {path} was trained on {dataset.name} data with fingerprint {trained_on[:12]}, "
+              f"evaluating on data with fingerprint {dataset.fingerprint[:12]}", file=sys.stderr)
+    name = entry_name(path)
+    labelled = {split: data.labelled() for split, data in dataset.splits.items() if split != "train"}
+    scored = {f"{dataset.name}/{split}": (data.images, data.labels) for split, data in labelled.items() if len(data)}
+    if not scored:
+        raise DataError(f"{dataset.name} data has no labelled test splits to score {path} on")
+    metrics, per_class, confusion = {}, {}, {}
+    for split, (images, labels) in scored.items():
+        probs = split_probabilities(loaded.model, images, loaded.preprocessing, device, args.tta)
+        metrics[split], per_class[split], confusion[split] = split_report(probs, labels, loaded.classes)
+    images_written = {"confusion": f"confusion_{name}.png", "attention": f"attention_{name}.png"}
+    report.write_atomic(out / f"per_class_{name}.csv", per_class_csv(per_class))
+    selection = loaded.meta.get("selection_split")
+    title = f"{name} ({loaded.arch}), TTA {args.tta}, selected on {selection}"
+    report.save_figure(report.confusion_figure(confusion, list(loaded.classes), {s: m["accuracy"] for s, m in metrics.items()}, title),
+                       out / images_written["confusion"])
+    write_attention(loaded, dataset, scored, device, name, out / images_written["attention"])
+    return {
+        "name": name,
+        "arch": loaded.arch,
+        "checkpoint": display_path(given, path),
+        "params": count_params(loaded.model),
+        "dataset": dataset.name,
+        "classes": list(loaded.classes),
+        "selection_split": selection,
+        "tta": args.tta,
+        "metrics": metrics,
+        "per_class": per_class,
+        "confusion_matrix": confusion,
+        "latency_ms_per_face": latency_ms_per_face(loaded.model, loaded.preprocessing, args.tta) if args.latency else None,
+        "train": train_info(loaded.meta, path.parent / "metrics.jsonl"),
+        "data_fingerprint": trained_on,
+        "commit": loaded.meta.get("commit"),
+        "images": images_written,
+    }
+
+
+# ---------------------------------------------------------------- summary and table
+
+
+def read_summary(path: Path) -> list[dict]:
+    """Model entries of an existing summary.json (none when absent); DataError when it is unreadable."""
+    if not path.is_file():
+        return []
+    try:
+        return list(json.loads(path.read_text())["models"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path} is not a readable summary ({exc}); fix or delete it, or pass --fresh to replace it") from exc
+
+
+def merge_models(existing: list[dict], new: list[dict]) -> list[dict]:
+    """Entries by name: new ones replace old ones in place, unseen names are appended."""
+    fresh = {entry["name"]: entry for entry in new}
+    merged = [fresh.pop(entry["name"], entry) for entry in existing]
+    return merged + list(fresh.values())
+
+
+def results_table(entries: list[dict]) -> str:
+    """One row per model; every accuracy column names its dataset/split, '*' marks the model's selection split."""
+    rows = []
+    for entry in entries:
+        row = {"model": entry["name"], "params": f"{entry['params'] / 1e6:.2f}M"}
+        for split, m in entry["metrics"].items():
+            mark = "*" if split == entry["selection_split"] else ""
+            row[f"{split} acc%"] = f"{m['accuracy']:.2f}{mark}"
+            row[f"{split} F1%"] = f"{m['macro_f1']:.2f}{mark}"
+        latency = entry["latency_ms_per_face"]
+        row.update({"selection split": entry["selection_split"], "TTA": entry["tta"],
+                    "ms/face b1": latency["batch1"] if latency else "-", "ms/face b8": latency["batch8"] if latency else "-"})
+        rows.append(row)
+    table = pd.DataFrame(rows).fillna("-").to_string(index=False)
+    return f"{table}\n* = the checkpoint was selected (early stopping / best epoch) on this split: not an unbiased estimate"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--checkpoints", nargs="+", default=[str(CHECKPOINT_DIR)],
+                   help="checkpoint files, names (checkpoints/<name>.pt) or folders (their *.pt and */best.pt)")
+    p.add_argument("--data", help="FER2013 zip, folder or fer2013.csv (default: $EMOJI_MIRROR_DATA)")
+    p.add_argument("--ferplus", help="FER+ zip or folder, for checkpoints trained on FER+")
+    p.add_argument("--cache-dir", help="where decoded data is cached (default: $EMOJI_MIRROR_CACHE or ~/.cache/emoji_mirror)")
+    p.add_argument("--out", default="results", help="folder for summary.json, CSVs and PNGs")
+    p.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
+    p.add_argument("--fresh", action="store_true", help="replace summary.json instead of merging into it by model name")
+    p.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True, help="measure CPU ms per face at batch 1 and 8")
+    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), or a torch device string (latency is always CPU)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        existing = [] if args.fresh else read_summary(out / SUMMARY_FILE)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    checkpoints, errors = find_checkpoints(args.checkpoints)
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    datasets = Datasets(args.data, args.ferplus, args.cache_dir)
+    device = pick_device(args.device)
+    entries = []
+    for given, path in checkpoints:
+        print(f"evaluating {given} on {device} (TTA {args.tta}) ...", flush=True)
+        try:
+            entries.append(evaluate_checkpoint(given, path, datasets, args, device, out))
+        except (CheckpointError, DataError) as exc:
+            errors.append(str(exc))
+            print(f"error: {exc}", file=sys.stderr)
+    if entries:
+        models = merge_models(existing, entries)
+        report.save_figure(report.comparison_figure(models), out / COMPARISON_FILE)
+        summary = {"generated": datetime.now(timezone.utc).isoformat(timespec="seconds"), "models": models, "images": {"comparison": COMPARISON_FILE}}
+        report.write_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
+        print(results_table(entries))
+        print(f"wrote {out / SUMMARY_FILE} ({len(models)} models)")
+    if errors:
+        print(f"{len(errors)} checkpoint(s) not evaluated; see the errors above", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,174 @@
+"""Evaluation figures: confusion matrices, the accuracy comparison, and attention maps (CBAM, Grad-CAM, ViT rollout)."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from sklearn.metrics import ConfusionMatrixDisplay
+from timm.models.vision_transformer import VisionTransformer
+
+ATTENTION_FACES_PER_CLASS = 2
+
+
+# ---------------------------------------------------------------- writing files
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write bytes to a temporary file beside `path`, then rename: readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_figure(fig: Figure, path: Path) -> None:
+    """Render a figure to PNG (matplotlib's Agg renderer, no GUI backend) and write it atomically."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    write_atomic(path, buffer.getvalue())
+
+
+# ---------------------------------------------------------------- metric figures
+
+
+def confusion_figure(matrices: dict[str, np.ndarray], classes: list[str], accuracies: dict[str, float], title: str) -> Figure:
+    """One confusion-matrix panel (counts; rows = true class) per dataset/split."""
+    fig = Figure(figsize=(5.2 * len(matrices), 5))
+    for ax, (split, matrix) in zip(fig.subplots(1, len(matrices), squeeze=False)[0], matrices.items()):
+        ConfusionMatrixDisplay(np.asarray(matrix), display_labels=classes).plot(ax=ax, colorbar=False, values_format="d", xticks_rotation=45)
+        ax.set_title(f"{split}: {accuracies[split]:.2f}% accuracy")
+    fig.suptitle(title)
+    return fig
+
+
+def comparison_figure(models: list[dict]) -> Figure:
+    """Grouped bars: accuracy of every model on every dataset/split; the model's selection split is hatched."""
+    splits = sorted({split for entry in models for split in entry["metrics"]})
+    fig = Figure(figsize=(max(6.0, 1.6 * len(models) * max(len(splits), 1) / 2 + 2), 4.5))
+    ax = fig.subplots()
+    width = 0.8 / max(len(splits), 1)
+    for i, split in enumerate(splits):
+        for j, entry in enumerate(models):
+            if split not in entry["metrics"]:
+                continue
+            accuracy = entry["metrics"][split]["accuracy"]
+            bar = ax.bar(j + (i - (len(splits) - 1) / 2) * width, accuracy, width, color=f"C{i}", label=split if j == 0 else None,
+                         hatch="//" if split == entry.get("selection_split") else None, edgecolor="black", linewidth=0.5)
+            ax.bar_label(bar, fmt="%.1f", fontsize=7)
+    ax.set_xticks(range(len(models)), [f"{e['name']}\n(TTA {e['tta']})" for e in models])
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Accuracy per dataset/split (hatched: the split the checkpoint was selected on)")
+    ax.legend(loc="upper right", fontsize=8)
+    return fig
+
+
+# ---------------------------------------------------------------- attention maps
+
+
+def attention_faces(labels: np.ndarray, num_classes: int, per_class: int = ATTENTION_FACES_PER_CLASS) -> np.ndarray:
+    """The fixed faces attention maps are drawn for: the first `per_class` of each class, in class order."""
+    return np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(num_classes)]).astype(np.int64)
+
+
+def _rescale(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, h, w) maps -> (N, H, W), each min-max scaled to [0, 1]."""
+    maps = F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+    low = maps.flatten(1).min(1).values[:, None, None]
+    high = maps.flatten(1).max(1).values[:, None, None]
+    return (maps - low) / (high - low).clamp_min(1e-8)
+
+
+def cbam_maps(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Mean of the model's own spatial attention maps (every CBAM stage) after one forward pass."""
+    with torch.no_grad():
+        model(x)
+    size = x.shape[-2:]
+    return torch.stack([_rescale(m[:, 0], size) for m in model.spatial_maps()]).mean(0)
+
+
+def grad_cam(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al. 2017) on the last Conv2d: ReLU(sum_k mean(d score / d A_k) * A_k)."""
+    layer = [m for m in model.modules() if isinstance(m, nn.Conv2d)][-1]
+    captured = {}
+    handle = layer.register_forward_hook(lambda module, inputs, output: captured.update(activation=output))
+    try:
+        with torch.enable_grad():
+            logits = model(x)
+            (grads,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), captured["activation"])
+    finally:
+        handle.remove()
+    activation = captured["activation"].detach()
+    cam = F.relu((grads.mean((2, 3), keepdim=True) * activation).sum(1))
+    return _rescale(cam, x.shape[-2:])
+
+
+def vit_rollout(model: VisionTransformer, x: torch.Tensor) -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema 2020): head-averaged attention plus identity, multiplied over blocks; CLS row."""
+    attentions = []
+
+    def capture(attn: nn.Module):
+        def hook(module, inputs, qkv):
+            batch, tokens, _ = qkv.shape
+            q, k, _ = qkv.reshape(batch, tokens, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+            scores = (attn.q_norm(q) * attn.scale) @ attn.k_norm(k).transpose(-2, -1)
+            attentions.append(scores.softmax(-1).mean(1))
+
+        return hook
+
+    handles = [block.attn.qkv.register_forward_hook(capture(block.attn)) for block in model.blocks]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    rollout = torch.eye(attentions[0].shape[-1], device=x.device).expand_as(attentions[0])
+    for attention in attentions:
+        mixed = 0.5 * attention + 0.5 * torch.eye(attention.shape[-1], device=x.device)
+        rollout = (mixed / mixed.sum(-1, keepdim=True)) @ rollout
+    grid = model.patch_embed.grid_size
+    cls_to_patches = rollout[:, 0, model.num_prefix_tokens :].reshape(len(x), *grid)
+    return _rescale(cls_to_patches, x.shape[-2:])
+
+
+def saliency_maps(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(maps (N, H, W) in [0, 1], predicted classes (N,), method name) for a normalised batch, by architecture."""
+    with torch.no_grad():
+        predicted = model(x).argmax(1)
+    if hasattr(model, "spatial_maps"):
+        return cbam_maps(model, x), predicted, "CBAM spatial attention (mean of stages)"
+    if isinstance(model, VisionTransformer):
+        return vit_rollout(model, x), predicted, "ViT attention rollout (CLS token)"
+    return grad_cam(model, x, predicted), predicted, "Grad-CAM (last conv layer, predicted class)"
+
+
+def attention_figure(faces: np.ndarray, maps: np.ndarray, labels: np.ndarray, predicted: np.ndarray, classes: list[str], title: str) -> Figure:
+    """Rows of (face, overlay) pairs, ATTENTION_FACES_PER_CLASS faces per row, titled with true and predicted class."""
+    per_row = ATTENTION_FACES_PER_CLASS
+    rows = -(-len(faces) // per_row)
+    fig = Figure(figsize=(2.6 * per_row, 1.45 * rows + 0.6))
+    axes = fig.subplots(rows, 2 * per_row, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (face, heat) in enumerate(zip(faces, maps)):
+        face_ax, overlay_ax = axes[i // per_row, 2 * (i % per_row)], axes[i // per_row, 2 * (i % per_row) + 1]
+        face_ax.imshow(face, cmap="gray", vmin=0, vmax=255)
+        face_ax.set_title(f"true {classes[labels[i]]}", fontsize=7)
+        overlay_ax.imshow(face, cmap="gray", vmin=0, vmax=255)
+        overlay_ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        overlay_ax.set_title(f"pred {classes[predicted[i]]}", fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return fig
