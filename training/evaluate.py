@@ -57,7 +57,7 @@ def latency_ms_per_face(model: torch.nn.Module, cfg: Preprocessing, tta: str = "
 
 
 def find_checkpoints(specs: list[str]) -> tuple[list[tuple[str, Path]], list[str]]:
-    """(given spec, file) for every checkpoint named; a folder means its *.pt plus its run folders' best.pt."""
+    """(given spec, file) for every checkpoint named, plus error lines; a folder means its *.pt and its run folders' best.pt."""
     found, errors = [], []
     for spec in specs:
         folder = Path(spec).expanduser()
@@ -71,7 +71,15 @@ def find_checkpoints(specs: list[str]) -> tuple[list[tuple[str, Path]], list[str
             found.append((spec, resolve_checkpoint(spec)))
         except FileNotFoundError as exc:
             errors.append(str(exc))
-    return found, errors
+    unique, owners = [], {}  # a file named twice is evaluated once; two files may not share a summary name
+    for given, path in found:
+        name = entry_name(path)
+        if name not in owners:
+            owners[name] = path
+            unique.append((given, path))
+        elif owners[name] != path:
+            errors.append(f"{given}: its summary name {name!r} is already taken by {owners[name]}; rename one of them")
+    return unique, errors
 
 
 def entry_name(path: Path) -> str:
@@ -139,8 +147,11 @@ def split_report(probs: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]
 
 
 def train_info(meta: dict, history_file: Path) -> dict:
-    """Training facts: from the run's metrics.jsonl when the checkpoint sits in a run folder, else from its metadata."""
-    history = [json.loads(line) for line in history_file.read_text().splitlines() if line.strip()] if history_file.is_file() else []
+    """Training facts: from the run's metrics.jsonl beside the checkpoint, else from the history in its metadata."""
+    if history_file.is_file():
+        history = [json.loads(line) for line in history_file.read_text().splitlines() if line.strip()]
+    else:  # an exported checkpoint carries its run's history in its metadata
+        history = meta.get("history", [])
     config = meta.get("config", {})
     return {
         "epochs": len(history) or None,
@@ -169,7 +180,7 @@ def write_attention(loaded: LoadedModel, dataset: FaceDataset, scored: dict, dev
     chosen = report.attention_faces(labels, len(loaded.classes))
     x = normalize(torch.from_numpy(images[chosen]).to(device), loaded.preprocessing)
     maps, predicted, method = report.saliency_maps(loaded.model, x)
-    title = f"{name} ({loaded.arch}): {method}, on {split}"
+    title = f"{name} ({loaded.arch}) on {split}\n{method}"
     fig = report.attention_figure(images[chosen], maps.cpu().numpy(), labels[chosen], predicted.cpu().numpy(), list(loaded.classes), title)
     report.save_figure(fig, path)
 

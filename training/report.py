@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from sklearn.metrics import ConfusionMatrixDisplay
 from timm.models.vision_transformer import VisionTransformer
 
@@ -23,20 +23,19 @@ ATTENTION_FACES_PER_CLASS = 2
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write bytes to a temporary file beside `path`, then rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
 def save_figure(fig: Figure, path: Path) -> None:
     """Render a figure to PNG (matplotlib's Agg renderer, no GUI backend) and write it atomically."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=110)
     write_atomic(path, buffer.getvalue())
 
 
@@ -45,7 +44,7 @@ def save_figure(fig: Figure, path: Path) -> None:
 
 def confusion_figure(matrices: dict[str, np.ndarray], classes: list[str], accuracies: dict[str, float], title: str) -> Figure:
     """One confusion-matrix panel (counts; rows = true class) per dataset/split."""
-    fig = Figure(figsize=(5.2 * len(matrices), 5))
+    fig = Figure(figsize=(5.2 * len(matrices), 5), layout="constrained")
     for ax, (split, matrix) in zip(fig.subplots(1, len(matrices), squeeze=False)[0], matrices.items()):
         ConfusionMatrixDisplay(np.asarray(matrix), display_labels=classes).plot(ax=ax, colorbar=False, values_format="d", xticks_rotation=45)
         ax.set_title(f"{split}: {accuracies[split]:.2f}% accuracy")
@@ -55,23 +54,23 @@ def confusion_figure(matrices: dict[str, np.ndarray], classes: list[str], accura
 
 def comparison_figure(models: list[dict]) -> Figure:
     """Grouped bars: accuracy of every model on every dataset/split; the model's selection split is hatched."""
-    splits = sorted({split for entry in models for split in entry["metrics"]})
-    fig = Figure(figsize=(max(6.0, 1.6 * len(models) * max(len(splits), 1) / 2 + 2), 4.5))
+    splits = list(dict.fromkeys(split for entry in models for split in entry["metrics"]))
+    fig = Figure(figsize=(max(6.5, 0.9 * len(models) * len(splits) + 2), 4.5), layout="constrained")
     ax = fig.subplots()
-    width = 0.8 / max(len(splits), 1)
+    width = 0.8 / len(splits)
     for i, split in enumerate(splits):
         for j, entry in enumerate(models):
-            if split not in entry["metrics"]:
-                continue
-            accuracy = entry["metrics"][split]["accuracy"]
-            bar = ax.bar(j + (i - (len(splits) - 1) / 2) * width, accuracy, width, color=f"C{i}", label=split if j == 0 else None,
-                         hatch="//" if split == entry.get("selection_split") else None, edgecolor="black", linewidth=0.5)
-            ax.bar_label(bar, fmt="%.1f", fontsize=7)
+            if split in entry["metrics"]:
+                bar = ax.bar(j + (i - (len(splits) - 1) / 2) * width, entry["metrics"][split]["accuracy"], width, color=f"C{i}",
+                             hatch="//" if split == entry["selection_split"] else None, edgecolor="black", linewidth=0.5)
+                ax.bar_label(bar, fmt="%.1f", fontsize=7)
     ax.set_xticks(range(len(models)), [f"{e['name']}\n(TTA {e['tta']})" for e in models])
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.set_title("Accuracy per dataset/split (hatched: the split the checkpoint was selected on)")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title("Accuracy per dataset/split")
+    legend = [Patch(facecolor=f"C{i}", edgecolor="black", label=split) for i, split in enumerate(splits)]
+    legend.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="selection split (optimistic)"))
+    fig.legend(handles=legend, loc="outside lower center", ncols=len(legend), fontsize=8)
     return fig
 
 
@@ -96,7 +95,8 @@ def cbam_maps(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         model(x)
     size = x.shape[-2:]
-    return torch.stack([_rescale(m[:, 0], size) for m in model.spatial_maps()]).mean(0)
+    gates = [F.interpolate(m, size=size, mode="bilinear", align_corners=False)[:, 0] for m in model.spatial_maps()]
+    return _rescale(torch.stack(gates).mean(0), size)
 
 
 def grad_cam(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -115,8 +115,8 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.T
     return _rescale(cam, x.shape[-2:])
 
 
-def vit_rollout(model: VisionTransformer, x: torch.Tensor) -> torch.Tensor:
-    """Attention rollout (Abnar & Zuidema 2020): head-averaged attention plus identity, multiplied over blocks; CLS row."""
+def vit_attentions(model: VisionTransformer, x: torch.Tensor) -> list[torch.Tensor]:
+    """Head-averaged attention (N, T, T) of every block, recomputed as softmax(q k^T * scale) from each qkv output."""
     attentions = []
 
     def capture(attn: nn.Module):
@@ -135,6 +135,12 @@ def vit_rollout(model: VisionTransformer, x: torch.Tensor) -> torch.Tensor:
     finally:
         for handle in handles:
             handle.remove()
+    return attentions
+
+
+def vit_rollout(model: VisionTransformer, x: torch.Tensor) -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema 2020): attention plus identity, row-normalised, multiplied over blocks; CLS row."""
+    attentions = vit_attentions(model, x)
     rollout = torch.eye(attentions[0].shape[-1], device=x.device).expand_as(attentions[0])
     for attention in attentions:
         mixed = 0.5 * attention + 0.5 * torch.eye(attention.shape[-1], device=x.device)
@@ -159,8 +165,10 @@ def attention_figure(faces: np.ndarray, maps: np.ndarray, labels: np.ndarray, pr
     """Rows of (face, overlay) pairs, ATTENTION_FACES_PER_CLASS faces per row, titled with true and predicted class."""
     per_row = ATTENTION_FACES_PER_CLASS
     rows = -(-len(faces) // per_row)
-    fig = Figure(figsize=(2.6 * per_row, 1.45 * rows + 0.6))
-    axes = fig.subplots(rows, 2 * per_row, squeeze=False)
+    height = 1.45 * rows + 0.7  # inches: rows of faces under a two-line title
+    fig = Figure(figsize=(2.6 * per_row, height))
+    layout = {"left": 0.02, "right": 0.98, "bottom": 0.01, "top": 1 - 0.7 / height, "hspace": 0.3, "wspace": 0.05}
+    axes = fig.subplots(rows, 2 * per_row, squeeze=False, gridspec_kw=layout)
     for ax in axes.flat:
         ax.axis("off")
     for i, (face, heat) in enumerate(zip(faces, maps)):
@@ -170,5 +178,5 @@ def attention_figure(faces: np.ndarray, maps: np.ndarray, labels: np.ndarray, pr
         overlay_ax.imshow(face, cmap="gray", vmin=0, vmax=255)
         overlay_ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1)
         overlay_ax.set_title(f"pred {classes[predicted[i]]}", fontsize=7)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(title, fontsize=9, y=1 - 0.08 / height, va="top")
     return fig

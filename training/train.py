@@ -18,7 +18,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from emoji_mirror.checkpoint import CheckpointError, atomic_torch_save, checkpoint_payload, read_checkpoint
+from emoji_mirror.checkpoint import CheckpointError, atomic_torch_save, checkpoint_payload, load_model, read_checkpoint
 from emoji_mirror.models import count_params, create_model, list_models
 from emoji_mirror.preprocessing import Preprocessing, normalize
 
@@ -188,10 +188,8 @@ def train_one(model_name: str, dataset: FaceDataset, args: argparse.Namespace, r
     elif last_path.exists() and not args.resume and rt.is_main:
         print(f"[{model_name}] {run_dir} exists; starting over (pass --resume to continue it)", flush=True)
 
-    if state["done"]:
-        if rt.is_main:
-            print(f"[{model_name}] already finished; best checkpoint {best_path}", flush=True)
-        return best_path
+    if state["done"] and rt.is_main:
+        print(f"[{model_name}] already finished; scoring and exporting its best checkpoint {best_path}", flush=True)
 
     ddp_model = model
     if rt.world_size > 1:
@@ -242,7 +240,7 @@ def train_one(model_name: str, dataset: FaceDataset, args: argparse.Namespace, r
                 print(f"[{model_name}] early stop: no improvement for {patience} epochs", flush=True)
             break
     if rt.is_main:
-        finalize(best_path, data, rt, args)
+        finalize(best_path, data, rt, args, state["history"])
     return best_path
 
 
@@ -279,12 +277,11 @@ def run_epoch(model, train_ds, optimizer, weights, cfg, args, rt: Runtime, epoch
     return total_loss / max(seen, 1), 100.0 * correct / max(seen, 1)
 
 
-def finalize(best_path: Path, data: RunData, rt: Runtime, args: argparse.Namespace) -> None:
-    """Score the best checkpoint on every report split, store those metrics in it, and export it."""
-    from emoji_mirror.checkpoint import load_model
-
+def finalize(best_path: Path, data: RunData, rt: Runtime, args: argparse.Namespace, history: list[dict]) -> None:
+    """Score the best checkpoint on every report split, store those metrics and the run's history in it, and export it."""
     loaded = load_model(best_path, rt.device)
     payload = read_checkpoint(best_path)
+    payload["meta"]["history"] = history
     name = payload["meta"]["dataset"]
     for split, (images, labels) in data.reports.items():
         payload["meta"]["metrics"][f"{name}/{split}"] = score(split_probabilities(loaded.model, images, loaded.preprocessing, rt.device), labels)

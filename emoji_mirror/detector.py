@@ -1,0 +1,86 @@
+"""Face boxes in a frame from MediaPipe's BlazeFace detector (Tasks API), with a confidence threshold settable per call."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import NamedTuple
+
+import cv2
+import mediapipe as mp
+import numpy as np
+from mediapipe.tasks.python import BaseOptions, vision
+
+from .face_model import find_face_model
+
+# The task itself keeps everything above this floor; the caller's threshold filters the rest, so it can change per frame.
+CONFIDENCE_FLOOR = 0.1
+
+
+class FaceBox(NamedTuple):
+    """A detected face: top-left corner, width and height in pixels (inside the frame), and the detector's score."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    score: float
+
+
+class FaceDetector:
+    """BlazeFace short-range (faces within ~2 m) in IMAGE mode; safe to share between threads.
+
+    Close it (or use it as a context manager) when done: mediapipe's own cleanup fails noisily at interpreter exit
+    and can hang when the cyclic garbage collector (rather than reference counting) is the one that frees it.
+    """
+
+    def __init__(self, model_path: str | Path | None = None, min_confidence: float = 0.5):
+        path = Path(model_path) if model_path else find_face_model()
+        options = vision.FaceDetectorOptions(
+            base_options=BaseOptions(model_asset_path=str(path)),
+            running_mode=vision.RunningMode.IMAGE,
+            min_detection_confidence=CONFIDENCE_FLOOR,
+        )
+        self._task = vision.FaceDetector.create_from_options(options)
+        self._lock = threading.Lock()
+        self._closed = False
+        self.model_path = path
+        self.min_confidence = min_confidence
+
+    def detect(self, frame: np.ndarray, bgr: bool = True, min_confidence: float | None = None) -> list[FaceBox]:
+        """Faces in a uint8 frame (BGR by default, RGB with bgr=False, or grayscale), best score first."""
+        threshold = self.min_confidence if min_confidence is None else min_confidence
+        if frame.ndim == 2:
+            rgb = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+        elif bgr:
+            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        else:
+            rgb = np.ascontiguousarray(frame[..., :3])
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this face detector has been closed")
+            result = self._task.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
+        height, width = rgb.shape[:2]
+        boxes = []
+        for detection in result.detections:
+            score = detection.categories[0].score
+            if score < threshold:
+                continue
+            box = detection.bounding_box
+            x0, y0 = max(box.origin_x, 0), max(box.origin_y, 0)
+            x1, y1 = min(box.origin_x + box.width, width), min(box.origin_y + box.height, height)
+            if x1 > x0 and y1 > y0:
+                boxes.append(FaceBox(x0, y0, x1 - x0, y1 - y0, float(score)))
+        return sorted(boxes, key=lambda b: b.score, reverse=True)
+
+    def close(self) -> None:
+        """Release the native MediaPipe task (waits for a detection in progress); later detect() calls raise."""
+        with self._lock:
+            self._closed = True
+            self._task.close()
+
+    def __enter__(self) -> FaceDetector:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

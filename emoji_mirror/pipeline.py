@@ -1,0 +1,198 @@
+"""The live mirror: detect faces, crop them, classify all crops in one batch, smooth per face, draw the emoji."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+from .classifier import EmotionClassifier
+from .detector import FaceBox, FaceDetector
+from .overlay import STYLES, Overlay
+from .tracking import FaceTracker
+
+STAGES = ("detect", "crop", "classify", "draw", "total")
+TIMING_EMA = 0.9  # weight of the past in the per-stage millisecond averages
+FPS_WINDOW_S = 2.0
+
+
+class FaceResult(NamedTuple):
+    """One face in one frame: where, what the model says (smoothed in live video) and which track it belongs to."""
+
+    box: FaceBox
+    label: str
+    emoji: str
+    confidence: float
+    probs: np.ndarray
+    track_id: int | None
+
+
+@dataclass(frozen=True)
+class MirrorSettings:
+    """What the user can change while the video runs."""
+
+    min_confidence: float = 0.5  # face detector threshold
+    smoothing: float = 0.6  # 0 = off; weight of past frames in each face's probability average
+    unsure_below: float = 0.4  # top probability under this draws the "unsure" look
+    style: str = STYLES[0]
+
+    def __post_init__(self):
+        if self.style not in STYLES:
+            raise ValueError(f"unknown overlay style {self.style!r}; choose one of {', '.join(STYLES)}")
+        if not 0.0 <= self.smoothing < 1.0:
+            raise ValueError(f"smoothing must be in [0, 1), got {self.smoothing}")
+
+
+class PipelineStats:
+    """Counters and per-stage timings, written by the video thread and read by the page (always under a lock)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.frames = 0
+        self.frames_with_faces = 0
+        self.faces = 0
+        self.emoji_drawn = 0
+        self.stage_ms = dict.fromkeys(STAGES, 0.0)
+        self._stage_ms_sum = dict.fromkeys(STAGES, 0.0)
+        self._frame_times: deque[float] = deque()
+
+    def record(self, faces: int, emoji_drawn: int, stage_ms: dict[str, float], now: float) -> None:
+        with self._lock:
+            first = self.frames == 0
+            self.frames += 1
+            self.frames_with_faces += faces > 0
+            self.faces += faces
+            self.emoji_drawn += emoji_drawn
+            for stage, ms in stage_ms.items():
+                self.stage_ms[stage] = ms if first else TIMING_EMA * self.stage_ms[stage] + (1 - TIMING_EMA) * ms
+                self._stage_ms_sum[stage] += ms
+            self._frame_times.append(now)
+            while now - self._frame_times[0] > FPS_WINDOW_S:
+                self._frame_times.popleft()
+
+    def snapshot(self) -> dict:
+        """A consistent copy: counters, ms per stage (recent moving average and all-time mean), received fps and the
+        fps that processing time allows."""
+        with self._lock:
+            times = self._frame_times
+            span = times[-1] - times[0] if len(times) > 1 else 0.0
+            total = self.stage_ms["total"]
+            return {
+                "frames": self.frames,
+                "frames_with_faces": self.frames_with_faces,
+                "faces": self.faces,
+                "emoji_drawn": self.emoji_drawn,
+                "stage_ms": dict(self.stage_ms),
+                "mean_stage_ms": {stage: total / max(self.frames, 1) for stage, total in self._stage_ms_sum.items()},
+                "fps": (len(times) - 1) / span if span else 0.0,
+                "max_fps": 1000.0 / total if total else 0.0,
+            }
+
+
+def crop_face(frame_bgr: np.ndarray, box: FaceBox, margin: float, size: int) -> np.ndarray:
+    """Square grayscale crop around the box, `margin` of its side added on each side (edges replicated), size x size."""
+    side = round(max(box.w, box.h) * (1 + 2 * margin))
+    x0 = round(box.x + box.w / 2 - side / 2)
+    y0 = round(box.y + box.h / 2 - side / 2)
+    height, width = frame_bgr.shape[:2]
+    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + side, width), min(y0 + side, height)
+    gray = cv2.cvtColor(frame_bgr[cy0:cy1, cx0:cx1], cv2.COLOR_BGR2GRAY)
+    gray = cv2.copyMakeBorder(gray, cy0 - y0, y0 + side - cy1, cx0 - x0, x0 + side - cx1, cv2.BORDER_REPLICATE)
+    return cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
+
+
+class MirrorPipeline:
+    """One frame in, the same frame annotated out; settings and the classifier can be swapped from another thread."""
+
+    def __init__(self, classifier: EmotionClassifier, detector: FaceDetector, settings: MirrorSettings | None = None, overlay: Overlay | None = None):
+        self.detector = detector
+        self.overlay = overlay or Overlay()
+        self.stats = PipelineStats()
+        self._lock = threading.Lock()
+        self._classifier = classifier
+        self._settings = settings or MirrorSettings()
+        self._tracker = FaceTracker(self._settings.smoothing)
+
+    @property
+    def settings(self) -> MirrorSettings:
+        with self._lock:
+            return self._settings
+
+    @property
+    def classifier(self) -> EmotionClassifier:
+        with self._lock:
+            return self._classifier
+
+    def update_settings(self, **changes) -> MirrorSettings:
+        """Change some settings (validated); the next frame uses them."""
+        with self._lock:
+            self._settings = replace(self._settings, **changes)
+            self._tracker.smoothing = self._settings.smoothing
+            return self._settings
+
+    def set_classifier(self, classifier: EmotionClassifier) -> None:
+        """Use another model from the next frame on (tracks are reset: their probabilities belong to the old one)."""
+        with self._lock:
+            if classifier is not self._classifier:
+                self._classifier = classifier
+                self._tracker.reset()
+
+    def _detect_and_classify(self, frame_bgr: np.ndarray, classifier: EmotionClassifier, settings: MirrorSettings, timings: dict) -> tuple[list[FaceBox], np.ndarray]:
+        start = time.perf_counter()
+        boxes = self.detector.detect(frame_bgr, min_confidence=settings.min_confidence)
+        detected = time.perf_counter()
+        prep = classifier.preprocessing
+        crops = [crop_face(frame_bgr, box, prep.face_margin, prep.input_size) for box in boxes]
+        cropped = time.perf_counter()
+        probs = classifier.predict(crops)
+        timings.update(detect=(detected - start) * 1e3, crop=(cropped - detected) * 1e3, classify=(time.perf_counter() - cropped) * 1e3)
+        return boxes, probs
+
+    @staticmethod
+    def _results(classifier: EmotionClassifier, boxes: list[FaceBox], probs: np.ndarray, track_ids: list[int | None]) -> list[FaceResult]:
+        best = probs.argmax(axis=1) if len(boxes) else []
+        return [
+            FaceResult(box, classifier.classes[k], classifier.emojis[k], float(p[k]), p, track_id)
+            for box, p, k, track_id in zip(boxes, probs, best, track_ids)
+        ]
+
+    def _draw(self, frame_bgr: np.ndarray, results: list[FaceResult], settings: MirrorSettings) -> int:
+        if not results:
+            self.overlay.draw_no_face(frame_bgr)
+            return 0
+        return self.overlay.draw_faces(frame_bgr, results, settings.style, settings.unsure_below)
+
+    def process(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, list[FaceResult]]:
+        """Annotate one video frame IN PLACE (and return it) with smoothed per-face results; updates the stats."""
+        start = time.perf_counter()
+        with self._lock:
+            settings, classifier = self._settings, self._classifier
+        timings: dict[str, float] = {}
+        boxes, probs = self._detect_and_classify(frame_bgr, classifier, settings, timings)
+        with self._lock:
+            if classifier is self._classifier:
+                probs, track_ids = self._tracker.update(boxes, probs)
+            else:  # the model was swapped mid-frame: show this frame unsmoothed
+                track_ids = [None] * len(boxes)
+        results = self._results(classifier, boxes, probs, track_ids)
+        drawn_at = time.perf_counter()
+        emoji_drawn = self._draw(frame_bgr, results, settings)
+        end = time.perf_counter()
+        timings.update(draw=(end - drawn_at) * 1e3, total=(end - start) * 1e3)
+        self.stats.record(len(results), emoji_drawn, timings, end)
+        return frame_bgr, results
+
+    def annotate_image(self, image_bgr: np.ndarray) -> tuple[np.ndarray, list[FaceResult]]:
+        """Annotated copy of a still photo (BGR) and its faces; no smoothing, tracks or stats involved."""
+        with self._lock:
+            settings, classifier = self._settings, self._classifier
+        annotated = np.ascontiguousarray(image_bgr).copy()
+        boxes, probs = self._detect_and_classify(annotated, classifier, settings, {})
+        results = self._results(classifier, boxes, probs, [None] * len(boxes))
+        self._draw(annotated, results, settings)
+        return annotated, results

@@ -1,0 +1,218 @@
+"""Load and check results/summary.json (written by `python -m training.evaluate`) and shape it into tables for the comparison page."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonschema
+import pandas as pd
+from pandas.io.formats.style import Styler
+
+from .paths import REPO_ROOT
+
+RESULTS_ENV = "EMOJI_MIRROR_RESULTS"
+SUMMARY_NAME = "summary.json"
+SELECTED_MARK = "★"
+EVALUATE_COMMAND = "python -m training.evaluate --checkpoints checkpoints/ --data <path> --out results/"
+
+_PERCENT = {"type": "number", "minimum": 0, "maximum": 100}
+_SCORES = {
+    "type": "object",
+    "required": ["accuracy", "macro_f1"],
+    "properties": {"accuracy": _PERCENT, "macro_f1": _PERCENT, "n": {"type": "integer", "minimum": 0}},
+}
+_CLASS_SCORES = {
+    "type": "object",
+    "required": ["precision", "recall", "f1", "support"],
+    "properties": {name: {"type": "number", "minimum": 0} for name in ("precision", "recall", "f1", "support")},
+}
+_IMAGES = {"type": "object", "additionalProperties": {"type": "string"}}
+_MODEL = {
+    "type": "object",
+    "required": ["name", "params", "selection_split", "metrics"],
+    "dependentRequired": {"confusion_matrix": ["classes"], "per_class": ["classes"]},
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "arch": {"type": "string"},
+        "checkpoint": {"type": "string"},
+        "params": {"type": "integer", "minimum": 0},
+        "dataset": {"type": "string"},
+        "classes": {"type": "array", "minItems": 2, "items": {"type": "string"}},
+        "selection_split": {"type": ["string", "null"]},
+        "tta": {"type": "string"},
+        "metrics": {"type": "object", "minProperties": 1, "additionalProperties": _SCORES},
+        "per_class": {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": _CLASS_SCORES}},
+        "confusion_matrix": {
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "array", "items": {"type": "integer", "minimum": 0}}},
+        },
+        "latency_ms_per_face": {"type": ["object", "null"], "additionalProperties": {"type": "number", "minimum": 0}},
+        "train": {"type": "object"},
+        "images": _IMAGES,
+    },
+}
+SUMMARY_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["models"],
+    "properties": {"generated": {"type": "string"}, "models": {"type": "array", "items": _MODEL}, "images": _IMAGES},
+}
+
+
+class ResultsError(ValueError):
+    """summary.json exists but is not valid JSON or does not follow the schema."""
+
+
+@dataclass
+class Summary:
+    """The evaluated models of one summary.json, and the folder its image paths are relative to."""
+
+    directory: Path
+    generated: str | None
+    models: list[dict]
+    images: dict[str, str]
+
+    def image(self, relative: str | None) -> Path | None:
+        """The image file a summary entry names, or None when it is not named or not on disk."""
+        if not relative:
+            return None
+        path = self.directory / relative
+        return path if path.is_file() else None
+
+    def model(self, name: str) -> dict:
+        return next(m for m in self.models if m["name"] == name)
+
+
+def results_dir() -> Path:
+    """$EMOJI_MIRROR_RESULTS (relative paths are taken from the repository root), else <repo>/results."""
+    configured = os.environ.get(RESULTS_ENV)
+    if not configured:
+        return REPO_ROOT / "results"
+    return REPO_ROOT / Path(configured).expanduser()  # an absolute path replaces REPO_ROOT here
+
+
+def load_summary(directory: Path | None = None) -> Summary:
+    """Read and validate <directory>/summary.json; FileNotFoundError when absent, ResultsError when unusable."""
+    directory = directory or results_dir()
+    path = directory / SUMMARY_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, IsADirectoryError):
+        raise FileNotFoundError(f"{path} not found; create it with `{EVALUATE_COMMAND}`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path} is not valid JSON ({exc}); re-create it with `{EVALUATE_COMMAND}`") from None
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(SUMMARY_SCHEMA).iter_errors(data))
+    if error is not None:
+        where = "/".join(str(part) for part in error.absolute_path) or "top level"
+        raise ResultsError(f"{path} does not follow the summary schema at {where}: {error.message}")
+    for model in data["models"]:
+        _check_matrices(model, path)
+    names = [m["name"] for m in data["models"]]
+    if len(set(names)) != len(names):
+        raise ResultsError(f"{path} lists a model name twice ({', '.join(names)})")
+    return Summary(directory, data.get("generated"), data["models"], data.get("images", {}))
+
+
+def _check_matrices(model: dict, path: Path) -> None:
+    size = len(model.get("classes", []))
+    for split, matrix in model.get("confusion_matrix", {}).items():
+        if len(matrix) != size or any(len(row) != size for row in matrix):
+            raise ResultsError(f"{path}: {model['name']} confusion matrix for {split} is not {size}x{size} (one row and column per class)")
+
+
+# ---------------------------------------------------------------- tables for the page
+
+
+def splits_of(summary: Summary) -> list[str]:
+    """Every dataset/split any model has metrics on, in first-seen order."""
+    return list(dict.fromkeys(split for m in summary.models for split in m["metrics"]))
+
+
+def reported_split(model: dict) -> str | None:
+    """The split a model is reported on: one it was not selected on, a PrivateTest first (None when it has no other)."""
+    others = [s for s in model["metrics"] if s != model["selection_split"]]
+    return next((s for s in others if s.endswith("private_test")), others[0] if others else None)
+
+
+def comparison_table(summary: Summary) -> Styler:
+    """One row per model: size, accuracy and macro-F1 per split (★ on the split it was selected on), TTA, CPU latency."""
+    splits = splits_of(summary)
+    latency_keys = list(dict.fromkeys(k for m in summary.models for k in m.get("latency_ms_per_face") or {}))
+    rows, selected_cells = [], []
+    for index, model in enumerate(summary.models):
+        row = {"model": model["name"], "arch": model.get("arch", ""), "params (M)": model["params"] / 1e6}
+        for split in splits:
+            scores = model["metrics"].get(split, {})
+            row[f"{split} accuracy %"] = scores.get("accuracy")
+            row[f"{split} macro-F1 %"] = scores.get("macro_f1")
+            if split == model["selection_split"] and scores:
+                selected_cells += [(index, f"{split} accuracy %"), (index, f"{split} macro-F1 %")]
+        row["selected on"] = model["selection_split"] or "unknown"
+        row["TTA"] = model.get("tta", "")
+        for key in latency_keys:
+            row[f"CPU ms/face ({key})"] = (model.get("latency_ms_per_face") or {}).get(key)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    styler = table.style.format(precision=2, na_rep="–").format("{:.2f}", subset=["params (M)"])
+    for index, column in selected_cells:
+        styler = styler.format(lambda value: f"{value:.2f} {SELECTED_MARK}", subset=pd.IndexSlice[[index], [column]])
+    return styler
+
+
+def accuracy_long(summary: Summary) -> pd.DataFrame:
+    """model, split, accuracy, macro_f1, selected: one row per model and split (for the grouped bar chart)."""
+    return pd.DataFrame(
+        [
+            {"model": m["name"], "split": split, "accuracy": s["accuracy"], "macro_f1": s["macro_f1"], "selected": split == m["selection_split"]}
+            for m in summary.models
+            for split, s in m["metrics"].items()
+        ]
+    )
+
+
+def model_points(summary: Summary) -> pd.DataFrame:
+    """model, params (M), CPU latency (batch 1 when measured), and accuracy on the reported split (for the scatter charts)."""
+    rows = []
+    for m in summary.models:
+        split = reported_split(m) or m["selection_split"]
+        latency = m.get("latency_ms_per_face") or {}
+        rows.append(
+            {
+                "model": m["name"],
+                "params (M)": m["params"] / 1e6,
+                "latency ms/face": latency.get("batch1", next(iter(latency.values()), None)),
+                "split": split,
+                "accuracy": m["metrics"][split]["accuracy"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def chance_levels(summary: Summary) -> pd.DataFrame:
+    """split, chance: accuracy (percent) of always answering the split's most frequent class, from per-class supports."""
+    rates = {}
+    for model in summary.models:
+        for split, per_class in model.get("per_class", {}).items():
+            supports = [scores["support"] for scores in per_class.values()]
+            if split not in rates and sum(supports):
+                rates[split] = 100.0 * max(supports) / sum(supports)
+    return pd.DataFrame({"split": list(rates), "chance": list(rates.values())})
+
+
+def per_class_table(model: dict, split: str) -> pd.DataFrame:
+    """Precision, recall, F1 and support per class on one split."""
+    return pd.DataFrame.from_dict(model["per_class"][split], orient="index").rename_axis("class").reset_index()
+
+
+def confusion_long(model: dict, split: str) -> pd.DataFrame:
+    """true, predicted, count and percent of the true row: one row per matrix cell (for the heatmap)."""
+    classes = model["classes"]
+    rows = []
+    for true, counts in zip(classes, model["confusion_matrix"][split]):
+        total = sum(counts)
+        for predicted, count in zip(classes, counts):
+            rows.append({"true": true, "predicted": predicted, "count": count, "row %": 100.0 * count / total if total else 0.0})
+    return pd.DataFrame(rows)

@@ -1,0 +1,97 @@
+"""Streamlit pieces shared by the mirror and photo pages: cached model/detector loading, the model picker, friendly errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from .checkpoint import CheckpointError, read_checkpoint
+from .classifier import EmotionClassifier
+from .detector import FaceDetector
+from .face_model import SETUP_HINT, FaceModelError
+from .overlay import Overlay
+from .paths import CHECKPOINT_DIR, CHECKPOINT_ENV, list_checkpoints, resolve_checkpoint
+
+PRIVATE_TEST = "fer2013/private_test"
+TRAIN_HINT = "train one with `python -m training.train` (or on the 🏋️ Train page)"
+
+
+@st.cache_resource(show_spinner="Loading the emotion model…", max_entries=4)
+def load_classifier(path: str, modified: float) -> EmotionClassifier:
+    """One classifier per checkpoint file version (`modified` = its mtime, so a retrained file is reloaded)."""
+    return EmotionClassifier.from_checkpoint(path)
+
+
+@st.cache_resource(show_spinner="Starting the face detector…", on_release=FaceDetector.close)
+def load_detector() -> FaceDetector:
+    """The one shared detector; closed explicitly when the cache lets it go (see FaceDetector)."""
+    return FaceDetector()
+
+
+@st.cache_resource
+def load_overlay() -> Overlay:
+    return Overlay()
+
+
+@st.cache_data(show_spinner=False)
+def checkpoint_summary(path: str, modified: float) -> str:
+    """'name · 68.2% private test' (or why no score is shown) for the model picker; meta stores accuracy in percent."""
+    name = Path(path).stem
+    try:
+        meta = read_checkpoint(path).get("meta", {})
+    except CheckpointError:
+        return f"{name} · unreadable"
+    accuracy = meta.get("metrics", {}).get(PRIVATE_TEST, {}).get("accuracy")
+    if accuracy is None:
+        return f"{name} · not evaluated"
+    return f"{name} · {accuracy:.1f}% private test"
+
+
+def _modified(path: Path) -> float:
+    return path.stat().st_mtime if path.is_file() else 0.0
+
+
+def choose_checkpoint() -> Path | None:
+    """Sidebar model picker over checkpoints/*.pt (plus $EMOJI_MIRROR_CHECKPOINT); shows st.error and returns None if none."""
+    try:
+        default = resolve_checkpoint()
+    except FileNotFoundError as exc:
+        if os.environ.get(CHECKPOINT_ENV):
+            st.error(f"**${CHECKPOINT_ENV} does not name a checkpoint.** {exc}\n\nFix: point it at a `.pt` file, or unset it to pick from `{CHECKPOINT_DIR}`.")
+            return None
+        default = None
+    options = list_checkpoints()
+    if default is not None and default not in options:
+        options.insert(0, default)
+    if not options:
+        st.error(f"**No trained model found** in `{CHECKPOINT_DIR}`: {TRAIN_HINT}, or set ${CHECKPOINT_ENV} to a checkpoint file.")
+        return None
+    return st.sidebar.selectbox(
+        "Model",
+        options,
+        index=options.index(default) if default is not None else 0,
+        format_func=lambda p: checkpoint_summary(str(p), _modified(p)),
+        help="Accuracy on FER2013's PrivateTest split, as recorded in the checkpoint.",
+    )
+
+
+def classifier_or_error(path: Path) -> EmotionClassifier | None:
+    """The cached classifier for `path`, or None after an st.error saying what is wrong and what to do."""
+    try:
+        return load_classifier(str(path), _modified(path))
+    except (CheckpointError, OSError) as exc:
+        st.error(f"**Cannot use model `{path.name}`.** {exc}\n\nFix: pick another model in the sidebar, or {TRAIN_HINT}.")
+        return None
+
+
+def detector_or_error() -> FaceDetector | None:
+    """The cached face detector, or None after an st.error explaining how to install its model."""
+    try:
+        return load_detector()
+    except FaceModelError as exc:
+        st.error(f"**The face detector's model is missing.** {exc}")
+    except (RuntimeError, ValueError) as exc:  # mediapipe rejects a file that is not a face detection model
+        st.error(f"**The face detector could not start:** {exc}\n\nFix: {SETUP_HINT}.")
+    return None

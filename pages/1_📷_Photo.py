@@ -1,0 +1,52 @@
+"""Photo page: upload photos (or take one with the camera); every face gets its emoji and a chart of the model's probabilities."""
+
+import cv2
+import pandas as pd
+import streamlit as st
+
+from emoji_mirror.pipeline import MirrorPipeline, MirrorSettings
+from emoji_mirror.predict import ImageReadError, read_image_bgr
+from emoji_mirror.ui import choose_checkpoint, classifier_or_error, detector_or_error, load_overlay
+
+IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
+MAX_SIDE = 1280  # larger photos are shrunk first: faster, and boxes and labels stay legible
+
+st.title("📷 Photo")
+st.caption("Upload photos with faces in them: each face is boxed with its emoji, with the model's probability for every emotion.")
+
+checkpoint = choose_checkpoint()
+classifier = classifier_or_error(checkpoint) if checkpoint else None
+detector = detector_or_error()
+if classifier is None or detector is None:
+    st.stop()
+
+min_confidence = st.sidebar.slider("Face detection confidence", 0.2, 0.95, 0.5, 0.05, help="Lower finds more (and more doubtful) faces.")
+pipeline = MirrorPipeline(classifier, detector, MirrorSettings(min_confidence=min_confidence), overlay=load_overlay())
+
+photos = [(f.name, f.getvalue()) for f in st.file_uploader("Photos", type=IMAGE_TYPES, accept_multiple_files=True)]
+if st.toggle("Take a photo with the camera"):
+    snapshot = st.camera_input("Camera")
+    if snapshot is not None:
+        photos.append(("camera photo", snapshot.getvalue()))
+
+for name, data in photos:
+    st.subheader(name)
+    try:
+        image = read_image_bgr(data, name)
+    except ImageReadError as exc:
+        st.error(f"Skipped: {exc}")
+        continue
+    scale = MAX_SIDE / max(image.shape[:2])
+    if scale < 1:
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    annotated, faces = pipeline.annotate_image(image)
+    st.image(cv2.cvtColor(annotated, cv2.COLOR_BGR2RGB), width=min(annotated.shape[1], 720))
+    if not faces:
+        st.warning(f"{name}: no face found. Faces should be frontal, well lit and not tiny; lowering the detection confidence may help.")
+        continue
+    columns = st.columns(min(len(faces), 3))
+    for number, face in enumerate(faces, 1):
+        with columns[(number - 1) % len(columns)]:
+            st.markdown(f"**Face {number}: {face.emoji} {face.label}** ({face.confidence:.0%})")
+            chart = pd.DataFrame({"emotion": [f"{e} {c}" for e, c in zip(classifier.emojis, classifier.classes)], "probability": face.probs})
+            st.bar_chart(chart, x="emotion", y="probability", horizontal=True, height=220)

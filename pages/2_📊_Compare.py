@@ -1,0 +1,120 @@
+"""Compare the evaluated models (accuracy per split, speed, size, confusion matrices) from results/summary.json."""
+
+import altair as alt
+import streamlit as st
+
+from emoji_mirror import results
+
+st.set_page_config(page_title="Model comparison", page_icon="📊", layout="wide")
+st.title("📊 Model comparison")
+
+try:
+    summary = results.load_summary()
+except FileNotFoundError:
+    st.info(
+        f"No evaluation results in `{results.results_dir()}` yet. Train models (🏋️ Train page, or `python -m training.train`), "
+        "then score them with:"
+    )
+    st.code(results.EVALUATE_COMMAND, language="bash")
+    st.stop()
+except results.ResultsError as exc:
+    st.error(f"Cannot show the results: {exc}")
+    st.stop()
+
+if not summary.models:
+    st.info(f"`{summary.directory / results.SUMMARY_NAME}` lists no models; evaluate some with `{results.EVALUATE_COMMAND}`.")
+    st.stop()
+
+st.caption(f"{len(summary.models)} model(s) from `{summary.directory / results.SUMMARY_NAME}`, generated {summary.generated or 'at an unknown time'}.")
+st.dataframe(results.comparison_table(summary), hide_index=True)
+st.caption(
+    f"{results.SELECTED_MARK} marks the split each model was **selected on** (early stopping, best epoch): its score there is optimistic. "
+    "FER2013 convention: select on PublicTest, report on PrivateTest. Chance level: always answering 'happy' scores 24.5% on PrivateTest. "
+    "Latency: CPU milliseconds per face (preprocessed crop to probabilities) at batch 1 and 8."
+)
+
+# ---------------------------------------------------------------- charts
+
+st.subheader("Accuracy per model and split")
+accuracy = results.accuracy_long(summary)
+split_pick = alt.selection_point(fields=["split"], bind="legend")
+bars = (
+    alt.Chart(accuracy)
+    .mark_bar()
+    .encode(
+        x=alt.X("model:N", title=None, axis=alt.Axis(labelAngle=0)),
+        xOffset="split:N",
+        y=alt.Y("accuracy:Q", title="accuracy %", scale=alt.Scale(domain=[0, 100])),
+        color=alt.Color("split:N", title="dataset/split (click to highlight)"),
+        opacity=alt.condition(split_pick, alt.value(1.0), alt.value(0.25)),
+        tooltip=["model", "split", alt.Tooltip("accuracy:Q", format=".2f"), alt.Tooltip("macro_f1:Q", title="macro-F1", format=".2f"), "selected"],
+    )
+    .add_params(split_pick)
+)
+chance = results.chance_levels(summary)
+layers = [bars]
+if len(chance):
+    rule_tooltip = ["split", alt.Tooltip("chance:Q", title="majority-class accuracy %", format=".1f")]
+    layers.append(alt.Chart(chance).mark_rule(strokeDash=[4, 4], color="gray").encode(y="chance:Q", tooltip=rule_tooltip))
+st.altair_chart(alt.layer(*layers), width="stretch")
+if len(chance):
+    st.caption("Dashed line: accuracy of always answering the split's most frequent class (from the per-class supports).")
+
+points = results.model_points(summary)
+speed, size = st.columns(2)
+for column, field, title in ((speed, "latency ms/face", "CPU ms per face (batch 1)"), (size, "params (M)", "parameters (millions)")):
+    known = points.dropna(subset=[field])
+    with column:
+        if known.empty:
+            st.caption(f"No model has a {title} figure.")
+            continue
+        base = alt.Chart(known).encode(
+            x=alt.X(f"{field}:Q", title=title, scale=alt.Scale(zero=False, padding=40)),
+            y=alt.Y("accuracy:Q", title="accuracy % on the reported split", scale=alt.Scale(zero=False, padding=20)),
+            tooltip=["model", "split", alt.Tooltip("accuracy:Q", format=".2f"), alt.Tooltip(f"{field}:Q", format=".3f")],
+        )
+        chart = base.mark_circle(size=140).encode(color=alt.Color("model:N", legend=None)) + base.mark_text(align="left", dx=9).encode(text="model:N")
+        st.altair_chart(chart.interactive(), width="stretch")
+
+comparison_png = summary.image(summary.images.get("comparison"))
+if comparison_png:
+    with st.expander("Comparison figure written by the evaluator"):
+        st.image(str(comparison_png))
+
+# ---------------------------------------------------------------- one model in detail
+
+st.subheader("Model details")
+model = summary.model(st.selectbox("Model", [m["name"] for m in summary.models]))
+st.caption(
+    f"arch `{model.get('arch', '?')}` · checkpoint `{model.get('checkpoint', '?')}` · {model['params'] / 1e6:.2f}M parameters · "
+    f"selected on {model['selection_split'] or 'unknown'} · TTA {model.get('tta', '?')} · data fingerprint `{(model.get('data_fingerprint') or '?')[:12]}` · "
+    f"commit `{model.get('commit') or '?'}`"
+)
+detail_splits = list(model.get("confusion_matrix", {})) or list(model.get("per_class", {}))
+if detail_splits:
+    default = detail_splits.index(results.reported_split(model)) if results.reported_split(model) in detail_splits else 0
+    split = st.radio("Split", detail_splits, index=default, horizontal=True)
+    matrix_column, table_column = st.columns([3, 2])
+    if split in model.get("confusion_matrix", {}):
+        cells = results.confusion_long(model, split)
+        order = list(model["classes"])
+        heat = alt.Chart(cells).encode(x=alt.X("predicted:N", sort=order), y=alt.Y("true:N", sort=order))
+        heatmap = heat.mark_rect().encode(
+            color=alt.Color("row %:Q", title="% of true class", scale=alt.Scale(scheme="blues")),
+            tooltip=["true", "predicted", "count", alt.Tooltip("row %:Q", format=".1f")],
+        ) + heat.mark_text().encode(text="count:Q", color=alt.condition("datum['row %'] > 50", alt.value("white"), alt.value("black")))
+        matrix_column.altair_chart(heatmap.properties(title=f"Confusion matrix, {split} (rows: true class)"), width="stretch")
+    if split in model.get("per_class", {}):
+        table_column.dataframe(results.per_class_table(model, split), hide_index=True)
+else:
+    st.caption("This entry has no confusion matrix or per-class metrics.")
+
+images = model.get("images", {})
+for title, key in (("Confusion matrices (evaluator's figure)", "confusion"), ("Attention maps", "attention")):
+    path = summary.image(images.get(key))
+    if path:
+        with st.expander(title, expanded=key == "attention"):
+            st.image(str(path))
+if model.get("train"):
+    with st.expander("Training run and configuration"):
+        st.json(model["train"])

@@ -1,0 +1,279 @@
+"""training.evaluate / training.report / benchmarks.models on small real FER2013 and FER+ subsets and fresh checkpoints."""
+
+from __future__ import annotations
+
+import csv
+import json
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from conftest import make_checkpoint
+from PIL import Image
+from sklearn.metrics import confusion_matrix
+
+from emoji_mirror.checkpoint import LoadedModel, atomic_torch_save, checkpoint_payload, load_model
+from emoji_mirror.labels import FER2013_CLASSES, FERPLUS_CLASSES
+from emoji_mirror.models import create_model
+from emoji_mirror.preprocessing import Preprocessing, normalize
+from training import report
+from training.data import load_dataset
+from training.evaluate import latency_ms_per_face, main
+from training.scoring import score, split_probabilities
+
+FACES_PER_CLASS = 3  # per split: 21 faces in each FER2013 split
+FERPLUS_ROWS = 40  # per FER+ folder, before the majority protocol drops some
+ENTRY_KEYS = {"name", "arch", "checkpoint", "params", "dataset", "classes", "selection_split", "tta", "metrics", "per_class",
+              "confusion_matrix", "latency_ms_per_face", "train", "data_fingerprint", "commit", "images"}
+FER_SPLITS = ["fer2013/public_test", "fer2013/private_test"]
+
+
+@pytest.fixture(scope="module")
+def tiny_fer(fer2013_zip, tmp_path_factory) -> Path:
+    """A Kaggle-layout folder with the first FACES_PER_CLASS faces of every class in every split of the real FER2013."""
+    root = tmp_path_factory.mktemp("tiny_fer2013")
+    taken = Counter()
+    with zipfile.ZipFile(fer2013_zip) as zf:
+        for name in sorted(n for n in zf.namelist() if n.endswith(".jpg")):
+            top, cls, file = name.split("/")[-3:]
+            key = (top, cls, file.split("_")[0])
+            if taken[key] < FACES_PER_CLASS:
+                taken[key] += 1
+                (root / name).parent.mkdir(parents=True, exist_ok=True)
+                (root / name).write_bytes(zf.read(name))
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_ferplus(ferplus_zip, tmp_path_factory) -> Path:
+    """The FER+ layout with the first FERPLUS_ROWS rows (and their PNGs) of each folder's label.csv."""
+    root = tmp_path_factory.mktemp("tiny_ferplus")
+    with zipfile.ZipFile(ferplus_zip) as zf:
+        for folder in ("FER2013Train", "FER2013Valid", "FER2013Test"):
+            rows = zf.read(f"{folder}/label.csv").decode().splitlines()[:FERPLUS_ROWS]
+            (root / folder).mkdir()
+            (root / folder / "label.csv").write_text("\n".join(rows) + "\n")
+            for row in rows:
+                image = row.split(",")[0]
+                (root / folder / image).write_bytes(zf.read(f"{folder}/{image}"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def run(checkpoints, out: Path, data: Path, cache: Path, *extra: str) -> int:
+    return main(["--checkpoints", *map(str, checkpoints), "--data", str(data), "--out", str(out), "--cache-dir", str(cache),
+                 "--no-latency", "--device", "cpu", *extra])
+
+
+def summary(out: Path) -> dict:
+    return json.loads((out / "summary.json").read_text())
+
+
+def assert_png(path: Path) -> None:
+    with Image.open(path) as image:
+        assert image.format == "PNG" and min(image.size) > 200
+        image.load()  # decodes every pixel: a truncated file fails here
+
+
+def expected(loaded: LoadedModel, data: Path, cache: Path, split: str, tta: str = "none") -> tuple[dict, list]:
+    """Metrics and confusion matrix computed directly with the model, independent of training.evaluate."""
+    faces = load_dataset(data, cache).splits[split].labelled()
+    probs = split_probabilities(loaded.model, faces.images, loaded.preprocessing, tta=tta)
+    return score(probs, faces.labels), confusion_matrix(faces.labels, probs.argmax(1), labels=range(len(loaded.classes))).tolist()
+
+
+def ferplus_checkpoint(path: Path) -> Path:
+    model = create_model("baseline_cnn", num_classes=len(FERPLUS_CLASSES))
+    meta = {"dataset": "ferplus", "selection_split": "ferplus/public_test", "metrics": {}, "epoch": 3}
+    atomic_torch_save(checkpoint_payload(model, "baseline_cnn", {}, FERPLUS_CLASSES, Preprocessing(), meta), path)
+    return path
+
+
+def test_summary_csvs_and_pngs_for_three_architectures(tiny_fer, cache_dir, tmp_path, capsys):
+    checkpoints = [make_checkpoint(tmp_path / f"{arch}.pt", arch) for arch in ("baseline_cnn", "attention_cnn", "vit_tiny")]
+    out = tmp_path / "results"
+    assert run(checkpoints, out, tiny_fer, cache_dir) == 0
+
+    result = summary(out)
+    assert set(result) == {"generated", "models", "images"} and result["images"] == {"comparison": "comparison.png"}
+    assert [e["name"] for e in result["models"]] == ["baseline_cnn", "attention_cnn", "vit_tiny"]
+    for entry, checkpoint in zip(result["models"], checkpoints):
+        loaded = load_model(checkpoint)
+        assert set(entry) == ENTRY_KEYS
+        assert entry["checkpoint"] == str(checkpoint) and entry["dataset"] == "fer2013" and entry["classes"] == list(FER2013_CLASSES)
+        assert entry["params"] == sum(p.numel() for p in loaded.model.parameters())
+        assert entry["selection_split"] == "fer2013/public_test" and entry["tta"] == "none" and entry["latency_ms_per_face"] is None
+        assert list(entry["metrics"]) == FER_SPLITS
+        for split in FER_SPLITS:
+            metrics, matrix = expected(loaded, tiny_fer, cache_dir, split.split("/")[1])
+            assert entry["metrics"][split] == metrics and metrics["n"] == 7 * FACES_PER_CLASS
+            assert entry["confusion_matrix"][split] == matrix
+            assert [entry["per_class"][split][c]["support"] for c in FER2013_CLASSES] == [FACES_PER_CLASS] * 7
+            recalls = [entry["per_class"][split][c]["recall"] for c in FER2013_CLASSES]
+            assert recalls == pytest.approx([100 * matrix[i][i] / FACES_PER_CLASS for i in range(7)], abs=0.01)
+        with open(out / f"per_class_{entry['name']}.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert len(rows) == 2 * 7 and {r["split"] for r in rows} == set(FER_SPLITS)
+        assert float(rows[3]["f1"]) == entry["per_class"][rows[3]["split"]][rows[3]["class"]]["f1"]
+        assert entry["images"] == {"confusion": f"confusion_{entry['name']}.png", "attention": f"attention_{entry['name']}.png"}
+        for image in entry["images"].values():
+            assert_png(out / image)
+    assert_png(out / "comparison.png")
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))
+
+    printed = capsys.readouterr().out
+    for column in ("fer2013/public_test acc%", "fer2013/private_test acc%", "fer2013/public_test F1%", "selection split", "TTA"):
+        assert column in printed
+    assert "selected" in printed  # the footnote explaining the '*' on selection-split figures
+
+
+def test_merging_keeps_other_entries_and_fresh_replaces(tiny_fer, cache_dir, tmp_path):
+    out = tmp_path / "results"
+    first = make_checkpoint(tmp_path / "first.pt", "baseline_cnn", seed=1)
+    run_dir = tmp_path / "runs" / "my_run"
+    run_dir.mkdir(parents=True)
+    make_checkpoint(run_dir / "best.pt", "baseline_cnn", seed=2,
+                    meta={"dataset": "fer2013", "selection_split": "fer2013/public_test", "metrics": {}, "epoch": 2,
+                          "config": {"device": "cpu", "epochs": 5}})
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "seconds": 1.5}) + "\n" for e in (1, 2, 3)))
+
+    assert run([first], out, tiny_fer, cache_dir) == 0
+    assert run([tmp_path / "runs"], out, tiny_fer, cache_dir) == 0
+    entries = {e["name"]: e for e in summary(out)["models"]}
+    assert list(entries) == ["first", "my_run"]
+    assert entries["my_run"]["train"] == {"epochs": 3, "best_epoch": 2, "device": "cpu", "seconds": 4.5, "config": {"device": "cpu", "epochs": 5}}
+    assert entries["first"]["train"]["epochs"] is None  # no runs folder: only what the checkpoint's metadata holds
+
+    assert run([first], out, tiny_fer, cache_dir, "--tta", "flip") == 0
+    entries = {e["name"]: e for e in summary(out)["models"]}
+    assert list(entries) == ["first", "my_run"] and entries["first"]["tta"] == "flip" and entries["my_run"]["tta"] == "none"
+
+    assert run([first], out, tiny_fer, cache_dir, "--fresh") == 0
+    assert [e["name"] for e in summary(out)["models"]] == ["first"]
+
+
+def test_bad_checkpoints_are_reported_and_the_others_still_evaluated(tiny_fer, cache_dir, tmp_path, capsys):
+    good = make_checkpoint(tmp_path / "good.pt")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(good.read_bytes()[:5000])
+    same_name = make_checkpoint(tmp_path / "elsewhere" / "good.pt")
+    out = tmp_path / "results"
+    assert run([corrupt, good, tmp_path / "missing.pt", same_name, good], out, tiny_fer, cache_dir) == 1
+    errors = capsys.readouterr().err
+    assert f"{corrupt} is not a readable PyTorch checkpoint" in errors
+    assert "missing.pt" in errors and "not found" in errors
+    assert f"{same_name}: its summary name 'good' is already taken" in errors
+    assert "Traceback" not in errors
+    assert [e["name"] for e in summary(out)["models"]] == ["good"]
+
+    (out / "summary.json").write_text('{"models": [')  # a damaged summary is never silently replaced
+    assert run([good], out, tiny_fer, cache_dir) == 2
+    assert "pass --fresh" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tta", ["none", "flip", "tencrop"])
+def test_tta_modes(tta, tiny_fer, cache_dir, tmp_path):
+    checkpoint = make_checkpoint(tmp_path / "cnn.pt", "baseline_cnn", seed=3)  # a seed whose predictions vary with the views
+    assert run([checkpoint], tmp_path / "results", tiny_fer, cache_dir, "--tta", tta) == 0
+    (entry,) = summary(tmp_path / "results")["models"]
+    loaded = load_model(checkpoint)
+    metrics, matrix = expected(loaded, tiny_fer, cache_dir, "private_test", tta)
+    assert entry["tta"] == tta
+    assert entry["metrics"]["fer2013/private_test"] == metrics and entry["confusion_matrix"]["fer2013/private_test"] == matrix
+    if tta != "none":  # the views really change the predictions, so the equality above pins the mode used
+        assert matrix != expected(loaded, tiny_fer, cache_dir, "private_test")[1]
+
+
+def test_ferplus_checkpoints_are_scored_on_majority_labelled_ferplus(tiny_fer, tiny_ferplus, cache_dir, tmp_path, capsys):
+    ferplus = ferplus_checkpoint(tmp_path / "ferplus_cnn.pt")
+    fer = make_checkpoint(tmp_path / "fer_cnn.pt")
+    out = tmp_path / "results"
+
+    assert run([ferplus, fer], out, tiny_fer, cache_dir) == 1
+    assert "--ferplus" in capsys.readouterr().err
+    assert [e["name"] for e in summary(out)["models"]] == ["fer_cnn"]
+
+    assert run([ferplus], out, tiny_fer, cache_dir, "--ferplus", str(tiny_ferplus)) == 0
+    entry = summary(out)["models"][1]
+    assert entry["name"] == "ferplus_cnn" and entry["dataset"] == "ferplus" and entry["classes"] == list(FERPLUS_CLASSES)
+    splits = load_dataset(tiny_ferplus, cache_dir).splits
+    assert list(entry["metrics"]) == ["ferplus/public_test", "ferplus/private_test"]
+    for name in ("public_test", "private_test"):
+        labelled = int((splits[name].labels >= 0).sum())
+        assert entry["metrics"][f"ferplus/{name}"]["n"] == labelled
+        assert np.asarray(entry["confusion_matrix"][f"ferplus/{name}"]).shape == (8, 8)
+    assert sum(entry["metrics"][s]["n"] for s in entry["metrics"]) < 2 * FERPLUS_ROWS  # rows without a majority are dropped
+    assert entry["train"]["best_epoch"] == 3
+
+
+@pytest.fixture(scope="module")
+def faces(tiny_fer, cache_dir) -> torch.Tensor:
+    """Normalised real PrivateTest faces, two per class."""
+    split = load_dataset(tiny_fer, cache_dir).splits["private_test"]
+    chosen = report.attention_faces(split.labels, 7)
+    assert len(chosen) == 14 and list(split.labels[chosen]) == [c for c in range(7) for _ in range(2)]
+    return normalize(torch.from_numpy(split.images[chosen]), Preprocessing())
+
+
+@pytest.mark.parametrize(("arch", "method"), [("baseline_cnn", "Grad-CAM"), ("resnet_fer_small", "Grad-CAM"),
+                                              ("attention_cnn", "CBAM"), ("vit_tiny", "rollout")])
+def test_saliency_maps_per_architecture(arch, method, faces):
+    torch.manual_seed(0)
+    model = create_model(arch).eval()
+    maps, predicted, name = report.saliency_maps(model, faces)
+    assert method in name
+    assert maps.shape == (14, 48, 48) and torch.isfinite(maps).all()
+    assert torch.equal(predicted, model(faces).argmax(1))
+    assert maps.amin((1, 2)).eq(0).all() and maps.amax((1, 2)).sub(1).abs().lt(1e-5).all()  # every map spans [0, 1]
+    assert (maps[0] - maps[1]).abs().max() > 0.05  # two different faces, two different maps
+
+
+def test_grad_cam_points_at_the_evidence_for_the_target_class():
+    # score(class 0) = mean brightness, so class 0's evidence is exactly where the image is bright.
+    model = nn.Sequential(nn.Conv2d(1, 1, 1, bias=False), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1, 2, bias=False))
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[3].weight.copy_(torch.tensor([[1.0], [-1.0]]))
+    x = torch.zeros(1, 1, 48, 48)
+    x[..., 4:16, 30:44] = 1.0
+    cam = report.grad_cam(model, x, torch.tensor([0]))[0]
+    assert cam[4:16, 30:44].min() > 0.9 and cam[30:, :20].max() < 0.1
+    assert report.grad_cam(model, x, torch.tensor([1])).abs().max() == 0  # no positive evidence for class 1
+
+
+def test_vit_attention_matches_timms_own_attention(faces):
+    torch.manual_seed(0)
+    model = create_model("vit_tiny").eval()
+    ours = report.vit_attentions(model, faces)
+    timm_attention = []
+    for block in model.blocks:
+        block.attn.fused_attn = False  # timm then materialises softmax(q k^T) and passes it through attn_drop
+        block.attn.attn_drop.register_forward_hook(lambda module, inputs, output: timm_attention.append(output.mean(1)))
+    with torch.no_grad():
+        model(faces)
+    assert len(ours) == len(model.blocks)
+    for mine, theirs in zip(ours, timm_attention):
+        torch.testing.assert_close(mine, theirs)
+
+
+def test_latency_is_measured_per_face_at_batch_1_and_8():
+    cfg = Preprocessing()
+    latency = latency_ms_per_face(create_model("baseline_cnn").eval(), cfg, min_run_time=0.01)
+    assert set(latency) == {"batch1", "batch8"} and all(v > 0 for v in latency.values())
+
+
+def test_model_benchmark_prints_and_writes_figures(tmp_path, capsys):
+    from benchmarks.models import main as benchmark_main
+
+    assert benchmark_main(["--models", "baseline_cnn", "--warmup", "1", "--steps", "1", "--min-run-time", "0.01", "--json", str(tmp_path / "b.json")]) == 0
+    (row,) = json.loads((tmp_path / "b.json").read_text())["models"]
+    assert row["model"] == "baseline_cnn" and row["train_images_per_s"] > 0 and row["ms_per_face_batch1"] > 0 and row["ms_per_face_batch8"] > 0
+    assert "train_images_per_s" in capsys.readouterr().out

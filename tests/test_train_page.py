@@ -1,0 +1,163 @@
+"""The training page: bad input is refused with a message; a real background job on tiny data is started, watched, stopped, resumed and evaluated."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from emoji_mirror import training_jobs
+from emoji_mirror.labels import FER2013_CLASSES
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TRAIN_PAGE = REPO_ROOT / "pages" / "3_🏋️_Train.py"
+COMPARE_PAGE = REPO_ROOT / "pages" / "2_📊_Compare.py"
+JOB_TIMEOUT_S = 300  # bounds a slow, loaded CI machine; an idle 2-core CPU needs well under a minute
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    """Runs, results, cache and checkpoints in tmp; any job a test leaves running is stopped afterwards."""
+    for name, folder in (("EMOJI_MIRROR_RUNS", "runs"), ("EMOJI_MIRROR_RESULTS", "results"), ("EMOJI_MIRROR_CACHE", "cache")):
+        monkeypatch.setenv(name, str(tmp_path / folder))
+    monkeypatch.delenv("EMOJI_MIRROR_DATA", raising=False)
+    try:
+        yield tmp_path
+    finally:
+        for job in training_jobs.list_jobs(tmp_path / "runs"):
+            if job.alive():
+                training_jobs.stop_job(job, grace_s=2)
+
+
+@pytest.fixture
+def tiny_fer2013(tmp_path) -> Path:
+    """A Kaggle-layout FER2013 folder of random 48x48 JPEGs: 70 train, 28 PublicTest, 28 PrivateTest."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "fer2013"
+    for folder, prefix, per_class in (("train", "Training", 10), ("test", "PublicTest", 4), ("test", "PrivateTest", 4)):
+        for name in FER2013_CLASSES:
+            (root / folder / name).mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 256, (48, 48), dtype=np.uint8)).save(root / folder / name / f"{prefix}_{name}_{i}.jpg")
+    return root
+
+
+def open_page(path: Path = TRAIN_PAGE) -> AppTest:
+    at = AppTest.from_file(str(path), default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def fill_form(at: AppTest, **values) -> AppTest:
+    for key, value in values.items():
+        widget = at.get_by_key(key)  # one page, one widget per key
+        widget.set_value(value)
+    return at
+
+
+def wait_for(condition, what: str, job: training_jobs.Job, timeout_s: float = JOB_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; log:\n{job.log_tail(60)}")
+        time.sleep(0.5)
+
+
+def live_group_members(pgid: int) -> list[int]:
+    """Pids of the non-zombie processes in a process group (read from /proc, Linux)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _parent, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except OSError:  # the process ended while we looked
+            continue
+        if int(group) == pgid and state != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def test_start_refuses_bad_input_with_messages(workspace, tiny_fer2013):
+    at = open_page()
+    fill_form(at, models=["baseline_cnn"], data=str(workspace / "missing.zip"))
+    at.get_by_key("start").click().run()
+    assert any("does not exist" in e and "missing.zip" in e for e in errors(at)), errors(at)
+
+    fill_form(at, models=[], data=str(tiny_fer2013))
+    at.get_by_key("start").click().run()
+    assert any("choose at least one model" in e for e in errors(at)), errors(at)
+
+    fill_form(at, models=["baseline_cnn", "attention_cnn"], run_name="mine")
+    at.get_by_key("start").click().run()
+    assert any("a run name needs a single model" in e for e in errors(at)), errors(at)
+
+    fill_form(at, models=["baseline_cnn"], run_name="../escape")
+    at.get_by_key("start").click().run()
+    assert any("run name '../escape'" in e for e in errors(at)), errors(at)
+
+    assert not at.exception
+    assert not (workspace / "runs" / "jobs").exists(), "a refused request must not create a job"
+
+
+def test_real_job_is_watched_stopped_resumed_and_evaluated(workspace, tiny_fer2013):
+    runs, checkpoints = workspace / "runs", workspace / "checkpoints"
+    at = open_page()
+    fill_form(at, models=["baseline_cnn"], epochs=3, batch_size=32, data=str(tiny_fer2013), max_train_images=64, export_dir=str(checkpoints), device="cpu")
+    at.get_by_key("start").click().run()
+    assert not errors(at) and not at.exception
+
+    job = training_jobs.latest_job(runs)
+    record = json.loads(job.file.read_text())
+    assert record["status"] == "training" and isinstance(record["pid"], int) and Path(record["log"]).is_file()
+    assert record["train_command"][1:4] == ["-m", "training.train", "--model"]
+    assert {"--max-train-images", "64", "--no-progress", "--export-dir", str(checkpoints)} <= set(record["train_command"])
+    assert job.alive()
+
+    # A second start while it runs is refused.
+    at.get_by_key("start").click().run()
+    assert any("still training" in e for e in errors(at)), errors(at)
+
+    # The trainer's metrics.jsonl turns into progress on a freshly loaded page (the job survives a reload).
+    wait_for(lambda: len(job.metrics()) >= 1, "the first epoch in metrics.jsonl", job)
+    at = open_page()
+    progress = [p.proto.text for p in at.get("progress")]
+    assert any(re.fullmatch(r"baseline_cnn: epoch [123]/3", text) for text in progress), progress
+    assert any("[baseline_cnn] epoch 1:" in c.value for c in at.code), "the log tail is shown"
+
+    # Stop: the whole process group ends and the job is marked stopped.
+    assert len(live_group_members(job.pid)) >= 2, "the driver and the trainer run in the job's process group"
+    at.get_by_key("stop").click().run()
+    stopped = training_jobs.refresh(job)
+    assert stopped.status == "stopped" and not stopped.alive()
+    assert live_group_members(stopped.pid) == [], "every process of the job (driver, trainer, loader workers) has ended"
+
+    # Resume continues the stopped run, then the driver evaluates the exported checkpoint.
+    at = open_page()
+    at.get_by_key("resume_job").click().run()
+    assert not errors(at)
+    resumed = training_jobs.latest_job(runs)
+    assert resumed.id != job.id and "--resume" in resumed.train_command
+    wait_for(lambda: not training_jobs.refresh(resumed).active, "the resumed job to finish", resumed)
+    resumed = training_jobs.refresh(resumed)
+    assert resumed.status == "finished", resumed.log_tail(60)
+    log = resumed.log_tail(200)
+    assert "resumed from" in log and "-m training.evaluate" in log
+    assert list(resumed.metrics()["epoch"]) == [1, 2, 3]
+    assert (checkpoints / "baseline_cnn.pt").is_file()
+    summary = json.loads((workspace / "results" / "summary.json").read_text())
+    assert [m["name"] for m in summary["models"]] == ["baseline_cnn"]
+
+    at = open_page()
+    assert [p.proto.text for p in at.get("progress")] == ["baseline_cnn: finished"]
+    compare = open_page(COMPARE_PAGE)
+    assert list(compare.dataframe[0].value["model"]) == ["baseline_cnn"]
