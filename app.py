@@ -7,17 +7,13 @@ from streamlit_webrtc import WebRtcMode, webrtc_streamer
 from emoji_mirror.overlay import STYLES
 from emoji_mirror.pipeline import MirrorPipeline
 from emoji_mirror.rtc import rtc_configuration
-from emoji_mirror.ui import choose_checkpoint, classifier_or_error, detector_or_error, load_overlay
+from emoji_mirror.ui import load_overlay, models_or_stop
 
 st.set_page_config(page_title="Emoji Mirror", page_icon="🪞", layout="wide")
 st.title("🪞 Emoji Mirror")
 st.caption("Press **Start** and allow the camera: each face gets the emoji of its expression. Frames are processed in memory by this server and never stored.")
 
-checkpoint = choose_checkpoint()
-classifier = classifier_or_error(checkpoint) if checkpoint else None
-detector = detector_or_error()
-if classifier is None or detector is None:
-    st.stop()
+classifier, detector = models_or_stop()
 
 settings = dict(
     min_confidence=st.sidebar.slider("Face detection confidence", 0.2, 0.95, 0.5, 0.05, help="Lower finds more (and more doubtful) faces."),

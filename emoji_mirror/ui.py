@@ -95,3 +95,13 @@ def detector_or_error() -> FaceDetector | None:
     except (RuntimeError, ValueError) as exc:  # mediapipe rejects a file that is not a face detection model
         st.error(f"**The face detector could not start:** {exc}\n\nFix: {SETUP_HINT}.")
     return None
+
+
+def models_or_stop() -> tuple[EmotionClassifier, FaceDetector]:
+    """The sidebar model picker, then the chosen classifier and the detector; st.stop() after an st.error if either fails."""
+    checkpoint = choose_checkpoint()
+    classifier = classifier_or_error(checkpoint) if checkpoint else None
+    detector = detector_or_error()
+    if classifier is None or detector is None:
+        st.stop()
+    return classifier, detector

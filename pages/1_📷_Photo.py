@@ -6,7 +6,7 @@ import streamlit as st
 
 from emoji_mirror.pipeline import MirrorPipeline, MirrorSettings
 from emoji_mirror.predict import ImageReadError, read_image_bgr
-from emoji_mirror.ui import choose_checkpoint, classifier_or_error, detector_or_error, load_overlay
+from emoji_mirror.ui import load_overlay, models_or_stop
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
 MAX_SIDE = 1280  # larger photos are shrunk first: faster, and boxes and labels stay legible
@@ -14,11 +14,7 @@ MAX_SIDE = 1280  # larger photos are shrunk first: faster, and boxes and labels 
 st.title("📷 Photo")
 st.caption("Upload photos with faces in them: each face is boxed with its emoji, with the model's probability for every emotion.")
 
-checkpoint = choose_checkpoint()
-classifier = classifier_or_error(checkpoint) if checkpoint else None
-detector = detector_or_error()
-if classifier is None or detector is None:
-    st.stop()
+classifier, detector = models_or_stop()
 
 min_confidence = st.sidebar.slider("Face detection confidence", 0.2, 0.95, 0.5, 0.05, help="Lower finds more (and more doubtful) faces.")
 pipeline = MirrorPipeline(classifier, detector, MirrorSettings(min_confidence=min_confidence), overlay=load_overlay())

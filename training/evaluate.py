@@ -29,6 +29,7 @@ from .scoring import score, split_probabilities
 from .train import pick_device
 
 SUMMARY_FILE = "summary.json"
+MARKDOWN_FILE = "results.md"
 COMPARISON_FILE = "comparison.png"
 LATENCY_WARMUP_RUNS = 5
 
@@ -251,7 +252,7 @@ def merge_models(existing: list[dict], new: list[dict]) -> list[dict]:
     return merged + list(fresh.values())
 
 
-def results_table(entries: list[dict]) -> str:
+def _table_rows(entries: list[dict]) -> list[dict]:
     """One row per model; every accuracy column names its dataset/split, '*' marks the model's selection split."""
     rows = []
     for entry in entries:
@@ -260,12 +261,30 @@ def results_table(entries: list[dict]) -> str:
             mark = "*" if split == entry["selection_split"] else ""
             row[f"{split} acc%"] = f"{m['accuracy']:.2f}{mark}"
             row[f"{split} F1%"] = f"{m['macro_f1']:.2f}{mark}"
-        latency = entry["latency_ms_per_face"]
+        latency, train = entry["latency_ms_per_face"], entry.get("train") or {}
+        minutes = f"{train['seconds'] / 60:.0f} min" if train.get("seconds") else "-"
         row.update({"selection split": entry["selection_split"], "TTA": entry["tta"],
+                    "epochs (best)": f"{train.get('epochs') or '-'} ({train.get('best_epoch') or '-'})",
+                    "training": f"{minutes} on {train.get('device') or '-'}",
                     "ms/face b1": latency["batch1"] if latency else "-", "ms/face b8": latency["batch8"] if latency else "-"})
         rows.append(row)
-    table = pd.DataFrame(rows).fillna("-").to_string(index=False)
-    return f"{table}\n* = the checkpoint was selected (early stopping / best epoch) on this split: not an unbiased estimate"
+    return rows
+
+
+SELECTION_NOTE = "* = the checkpoint was selected (early stopping / best epoch) on this split: not an unbiased estimate"
+
+
+def results_table(entries: list[dict]) -> str:
+    """The results as a plain-text table for the terminal."""
+    return f"{pd.DataFrame(_table_rows(entries)).fillna('-').to_string(index=False)}\n{SELECTION_NOTE}"
+
+
+def results_markdown(entries: list[dict]) -> str:
+    """The results as a Markdown table (results/results.md, pasted into the README)."""
+    frame = pd.DataFrame(_table_rows(entries)).fillna("-").astype(str)
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + f"\n\n{SELECTION_NOTE}.\n"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -310,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         report.save_figure(report.comparison_figure(models), out / COMPARISON_FILE)
         summary = {"generated": datetime.now(timezone.utc).isoformat(timespec="seconds"), "models": models, "images": {"comparison": COMPARISON_FILE}}
         report.write_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
+        report.write_atomic(out / MARKDOWN_FILE, results_markdown(models).encode())
         print(results_table(entries))
         print(f"wrote {out / SUMMARY_FILE} ({len(models)} models)")
     if errors:
