@@ -1,0 +1,68 @@
+"""Write a short model card (Markdown) for each checkpoint from its own metadata: `python -m training.model_card checkpoints/*.pt`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from emoji_mirror.checkpoint import CheckpointError, read_checkpoint
+
+LIMITS = """\
+- FER2013 is 48x48 grayscale web-image crops, mostly frontal and often posed; profile faces, poor light, occlusion and
+  children are under-represented, and its labels are noisy (humans agree with them about 65% of the time).
+- `disgust` has 436 training images of 28,709: expect low recall for it (see the per-class table on the Compare page).
+- The demographic make-up of FER2013 is undocumented; accuracy across groups has not been measured.
+- An expression classifier reads faces, not feelings: do not use it to judge people."""
+
+
+def render_card(path: Path) -> str:
+    """The Markdown card for one checkpoint."""
+    payload = read_checkpoint(path)
+    meta, config = payload["meta"], payload["meta"].get("config", {})
+    history = meta.get("history", [])
+    minutes = sum(r.get("seconds", 0) for r in history) / 60
+    selection = meta.get("selection_split", "?")
+    rows = "\n".join(
+        f"| {split} | {m['accuracy']:.2f} | {m['macro_f1']:.2f} | {m['n']} | {'selection split (not an unbiased estimate)' if split == selection else 'held out'} |"
+        for split, m in meta.get("metrics", {}).items()
+    )
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in config.items() if k in ("epochs", "batch_size", "lr", "patience", "warmup_epochs", "select_on"))
+    return f"""# {path.stem}
+
+- **Architecture:** `{payload['arch']}` {payload.get('arch_kwargs') or ''} — {meta.get('params', 0) / 1e6:.2f}M parameters, built by `create_model("{payload['arch']}")`.
+- **Input:** {payload['preprocessing']['input_size']}x{payload['preprocessing']['input_size']} grayscale face crop, scaled to [0, 1], normalised with mean {payload['preprocessing']['mean']} / std {payload['preprocessing']['std']}.
+- **Classes:** {', '.join(payload['classes'])}.
+- **Data:** {meta.get('dataset', '?')} training split (data fingerprint `{meta.get('data_fingerprint', '?')[:16]}`); model selected on `{selection}`.
+- **Recipe:** AdamW, ReduceLROnPlateau, class-weighted cross-entropy, early stopping on the selection split
+  (`python -m training.train --model {payload['arch']} {flags}`); best epoch {meta.get('epoch', '?')} of {len(history)} trained,
+  {minutes:.0f} min on {config.get('device', '?')} (amp {config.get('amp', '?')}). Commit `{meta.get('commit', '?')}`.
+
+| split | accuracy % | macro-F1 % | images | role |
+|---|---|---|---|---|
+{rows}
+
+## Limits
+{LIMITS}
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.model_card", description=__doc__)
+    parser.add_argument("checkpoints", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+    failed = 0
+    for path in args.checkpoints:
+        try:
+            card = render_card(path)
+        except CheckpointError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        path.with_suffix(".md").write_text(card)
+        print(f"wrote {path.with_suffix('.md')}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
