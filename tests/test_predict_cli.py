@@ -82,3 +82,10 @@ def test_predict_image_takes_paths_and_rgb_arrays(photos, tiny_checkpoint):
     assert len(from_file) == len(from_array) == 1
     assert from_file[0]["label"] in FER2013_CLASSES and from_file[0]["emoji"]
     assert predict_image(np.zeros((240, 320), np.uint8), checkpoint=str(tiny_checkpoint)) == []
+
+
+def test_package_exposes_predict_image():
+    import emoji_mirror
+    from emoji_mirror.predict import predict_image
+
+    assert emoji_mirror.predict_image is predict_image
