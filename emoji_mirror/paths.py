@@ -8,8 +8,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
 CHECKPOINT_ENV = "EMOJI_MIRROR_CHECKPOINT"
-# Preferred default checkpoints, best first; the first one present is used.
-DEFAULT_CHECKPOINTS = ("attention_cnn", "baseline_cnn")
+# Preferred default checkpoints, best on the selection split (PublicTest) first; the first one present is used.
+DEFAULT_CHECKPOINTS = ("attention_cnn_ours", "attention_cnn", "baseline_cnn")
 
 
 def list_checkpoints(directory: Path = CHECKPOINT_DIR) -> list[Path]:

@@ -17,6 +17,7 @@ from PIL import Image
 from emoji_mirror.checkpoint import load_model, read_checkpoint
 from emoji_mirror.labels import FER2013_CLASSES
 from training import train
+from training.model_card import render_card
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,7 +46,7 @@ def common_flags(data: Path, out: Path, cache: Path) -> list[str]:
 
 def test_overfits_a_few_dozen_faces(tiny_data, tmp_path):
     flags = common_flags(tiny_data, tmp_path / "runs", tmp_path / "cache")
-    code = train.main(["--model", "baseline_cnn", "--epochs", "40", "--lr", "3e-3", "--no-augment", "--patience", "40",
+    code = train.main(["--model", "baseline_cnn", "--epochs", "40", "--lr", "3e-3", "--augment", "none", "--patience", "40",
                        "--export-dir", str(tmp_path / "export"), *flags])
     assert code == 0
     history = [json.loads(line) for line in (tmp_path / "runs" / "baseline_cnn" / "metrics.jsonl").read_text().splitlines()]
@@ -59,9 +60,10 @@ def test_overfits_a_few_dozen_faces(tiny_data, tmp_path):
     assert meta["params"] == sum(p.numel() for p in exported.model.parameters())
 
 
-def test_killed_run_resumes_to_the_same_weights(tiny_data, tmp_path):
+@pytest.mark.parametrize("recipe", ["seed", "ours"])
+def test_killed_run_resumes_to_the_same_weights(tiny_data, tmp_path, recipe):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    model_flags = ["--model", "attention_cnn", "--epochs", "5", "--patience", "50", "--max-train-images", "30"]
+    model_flags = ["--model", "attention_cnn", "--recipe", recipe, "--epochs", "5", "--patience", "50", "--max-train-images", "30"]
     assert train.main([*model_flags, *common_flags(tiny_data, straight, tmp_path / "cache")]) == 0
 
     # Kill a real training process once it has written epoch 2, then resume it.
@@ -85,7 +87,10 @@ def test_killed_run_resumes_to_the_same_weights(tiny_data, tmp_path):
     assert a["train_state"]["epoch"] == b["train_state"]["epoch"] == 5
     for key, value in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=0, msg=key)
-    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    if recipe == "ours":  # the EMA weights are what is selected and shipped; they must match as well
+        for key, value in a["raw_state_dict"].items():
+            torch.testing.assert_close(b["raw_state_dict"][key], value, rtol=0, atol=0, msg=key)
+    strip = lambda h: [{k: v for k, v in r.items() if "seconds" not in k} for r in h]  # noqa: E731
     assert strip(a["train_state"]["history"]) == strip(b["train_state"]["history"])
 
 
@@ -94,6 +99,27 @@ def test_resume_with_other_settings_is_refused(tiny_data, tmp_path, capsys):
     assert train.main(flags) == 0
     assert train.main([*flags, "--resume", "--lr", "0.5"]) == 2
     assert "other settings (lr)" in capsys.readouterr().err
+
+
+def test_cosine_schedule_refuses_a_changed_epoch_budget(tiny_data, tmp_path, capsys):
+    flags = ["--model", "baseline_cnn", "--recipe", "ours", "--max-train-images", "14", *common_flags(tiny_data, tmp_path, tmp_path / "cache")]
+    assert train.main([*flags, "--epochs", "1"]) == 0
+    assert train.main([*flags, "--epochs", "2", "--resume"]) == 2
+    assert "other settings (epochs)" in capsys.readouterr().err
+
+
+def test_tracked_split_is_logged_but_never_selects(tiny_data, tmp_path, capsys):
+    flags = ["--model", "baseline_cnn", "--recipe", "ours", "--epochs", "2", "--max-train-images", "14", *common_flags(tiny_data, tmp_path, tmp_path / "cache")]
+    assert train.main([*flags, "--track", "public_test"]) == 2
+    assert "not a report split" in capsys.readouterr().err
+    assert train.main([*flags, "--track", "private_test"]) == 0
+    ckpt = read_checkpoint(tmp_path / "baseline_cnn" / "best.pt")
+    history = ckpt["meta"]["history"]
+    assert all("fer2013/private_test/accuracy (tracked)" in r and r["elapsed_seconds"] > 0 for r in history)
+    assert ckpt["meta"]["selection_split"] == "fer2013/public_test"
+    assert ckpt["meta"]["config"]["recipe"] == "ours" and ckpt["meta"]["config"]["ema_decay"] == 0.999
+    card = render_card(tmp_path / "baseline_cnn" / "best.pt")
+    assert "`ours` recipe: SGD-Nesterov" in card and "Time to accuracy** on `fer2013/private_test`" in card
 
 
 def test_clear_errors_for_bad_flags(tmp_path, capsys, monkeypatch):
