@@ -86,6 +86,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Every epoch's randomness derives from (seed, epoch), so a resumed run repeats the original exactly."""
+    return seed * 1000 + epoch
+
+
 def git_commit() -> str:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
@@ -240,8 +245,7 @@ def train_one(model_name: str, dataset: FaceDataset, args: argparse.Namespace, r
 
     patience = hp["patience"]
     for epoch in range(state["epoch"] + 1, args.epochs + 1):
-        # Every epoch's randomness derives from (seed, epoch), so a resumed run repeats the original exactly.
-        seed_everything(args.seed * 1000 + epoch)
+        seed_everything(epoch_seed(args.seed, epoch))
         if hp["schedule"] == "plateau" and hp["warmup_epochs"] and epoch <= hp["warmup_epochs"]:
             for group in optimizer.param_groups:
                 group["lr"] = hp["lr"] * epoch / hp["warmup_epochs"]
@@ -307,7 +311,7 @@ class TrainSet:
 
     def batches(self, epoch: int):
         """(normalised images, targets) on the device, in an order and with augmentation fixed by (seed, epoch)."""
-        seed = self.args.seed * 1000 + epoch
+        seed = epoch_seed(self.args.seed, epoch)
         if self.hp["augment"] == "batch":
             order = torch.randperm(self.size, generator=torch.Generator().manual_seed(seed))[self.rt.rank :: self.rt.world_size]
             generator = torch.Generator(device=self.rt.device).manual_seed(seed)
@@ -344,9 +348,10 @@ def run_epoch(model, ema, train_set: TrainSet, optimizer, scheduler, weights, hp
             x = lam * x + (1 - lam) * x[perm]
         with torch.autocast(rt.device.type, dtype=rt.amp_dtype or torch.float32, enabled=rt.amp_dtype is not None):
             logits = model(x)
-        loss = F.cross_entropy(logits.float(), targets, weight=weights, label_smoothing=hp["label_smoothing"])
-        if perm is not None:
-            loss = lam * loss + (1 - lam) * F.cross_entropy(logits.float(), targets[perm], weight=weights, label_smoothing=hp["label_smoothing"])
+        def criterion(y):
+            return F.cross_entropy(logits.float(), y, weight=weights, label_smoothing=hp["label_smoothing"])
+
+        loss = criterion(targets) if perm is None else lam * criterion(targets) + (1 - lam) * criterion(targets[perm])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
