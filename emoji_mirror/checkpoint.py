@@ -10,15 +10,13 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .models import create_model
+from .checkpoint_schema import FORMAT, VERSION, checkpoint_problem
+from .models import create_model, model_entry
 from .preprocessing import Preprocessing
-
-FORMAT = "emoji-mirror-checkpoint"
-VERSION = 1
 
 
 class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable, foreign or does not fit its architecture."""
+    """A checkpoint is missing, unreadable, foreign, breaks the checkpoint schema or does not fit its architecture."""
 
 
 @dataclass
@@ -67,33 +65,45 @@ def checkpoint_payload(model: nn.Module, arch: str, arch_kwargs: dict, classes, 
     }
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when the message is empty."""
+    return next(iter(str(exc).strip().splitlines()), type(exc).__name__)
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint dict safely (weights_only=True), turning every failure into a CheckpointError."""
+    """Load a checkpoint dict safely (weights_only=True) and check it against the schema (checkpoint_schema.py); every
+    failure is a CheckpointError of one sentence."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): not a checkpoint")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated, corrupt or unsafe): {str(exc).splitlines()[0]}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an Emoji Mirror checkpoint (train one with `python -m training.train`)")
-    if payload.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path} has checkpoint format version {payload['version']}; this code reads up to {VERSION}: update Emoji Mirror")
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated, corrupt or unsafe): {first_line(exc)}") from exc
+    problem = checkpoint_problem(payload)
+    if problem:
+        raise CheckpointError(f"{path} {problem}")
     return payload
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
-    """Rebuild the model a checkpoint names, load its weights, and return it in eval mode."""
+    """Rebuild the model a checkpoint names, load its weights, check that it runs on its own input size, return it in eval mode."""
     payload = read_checkpoint(path)
-    arch, kwargs, classes = payload["arch"], payload.get("arch_kwargs", {}), tuple(payload["classes"])
+    arch, classes = payload["arch"], tuple(payload["classes"])
+    init_only = model_entry(arch).init_only  # never a download or a file chosen by the checkpoint; its weights replace them
+    kwargs = {k: v for k, v in payload.get("arch_kwargs", {}).items() if k not in init_only}
+    preprocessing = Preprocessing.from_dict(payload.get("preprocessing", {}))
     try:
         model = create_model(arch, num_classes=len(classes), **kwargs)
-    except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"{path}: cannot build architecture {arch!r}: {exc}") from exc
-    try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()})
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit architecture {arch!r}: {str(exc).splitlines()[0]}") from exc
-    model.to(device).eval()
-    return LoadedModel(model, arch, classes, Preprocessing.from_dict(payload.get("preprocessing", {})), payload.get("meta", {}), Path(path))
+        model.eval()
+        with torch.inference_mode():
+            scores = model(torch.zeros(1, 1, preprocessing.input_size, preprocessing.input_size))
+    except (RuntimeError, ValueError, TypeError, AssertionError) as exc:
+        raise CheckpointError(f"{path}: its weights and settings do not fit architecture {arch!r}: {first_line(exc)}") from exc
+    if tuple(scores.shape) != (1, len(classes)):
+        raise CheckpointError(f"{path}: architecture {arch!r} gives {tuple(scores.shape)} scores for one face, not one per class ({len(classes)})")
+    model.to(device, memory_format=torch.channels_last)  # oneDNN's fast layout: about 2x faster per face on CPU at batch 1
+    return LoadedModel(model, arch, classes, preprocessing, payload.get("meta", {}), Path(path))

@@ -26,6 +26,7 @@ MODEL_URL = "https://storage.googleapis.com/mediapipe-models/face_detector/blaze
 MODEL_URL_SHA256 = "b4578f35940bf5a1a655214a1cce5cab13eba73c1297cd78e1a04c2380b0152f"
 KNOWN_SHA256 = frozenset({WHEEL_SHA256, MODEL_URL_SHA256})
 SETUP_HINT = f"run `python -m emoji_mirror.face_model` once while online, or set ${FACE_MODEL_ENV} to a copy of face_detection_short_range.tflite"
+TFLITE_IDENTIFIER = b"TFL3"  # the FlatBuffers file identifier every .tflite model carries at bytes 4 to 8
 
 
 class FaceModelError(RuntimeError):
@@ -43,6 +44,9 @@ def find_face_model() -> Path:
         path = Path(override).expanduser()
         if not path.is_file():
             raise FaceModelError(f"${FACE_MODEL_ENV} points to {path}, which is not a file")
+        with open(path, "rb") as model:
+            if model.read(8)[4:] != TFLITE_IDENTIFIER:
+                raise FaceModelError(f"${FACE_MODEL_ENV} points to {path}, which is not a TensorFlow Lite model (empty or another kind of file): {SETUP_HINT}")
         return path
     if not MODEL_FILE.is_file():
         raise FaceModelError(f"face detection model missing ({MODEL_FILE}): {SETUP_HINT}")

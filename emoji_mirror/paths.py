@@ -2,32 +2,49 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
 CHECKPOINT_ENV = "EMOJI_MIRROR_CHECKPOINT"
-# Preferred default checkpoints, best on the selection split (PublicTest) first; the first one present is used.
-DEFAULT_CHECKPOINTS = ("attention_cnn_ours", "attention_cnn", "baseline_cnn")
+RUN_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+RUN_NAME_MAX = 64  # characters: the name becomes folder and file names (runs/<name>/, <name>.pt, the job's files)
+# The default model's name, written by `python -m training.evaluate --choose-default` by the rule in the README.
+DEFAULT_FILE = CHECKPOINT_DIR / "default.json"
 
 
-def list_checkpoints(directory: Path = CHECKPOINT_DIR) -> list[Path]:
+def list_checkpoints(directory: Path | None = None) -> list[Path]:
     """Checkpoint files shipped in (or trained into) checkpoints/, sorted by name."""
+    directory = directory or CHECKPOINT_DIR
     return sorted(directory.glob("*.pt")) if directory.is_dir() else []
+
+
+def default_checkpoint_name() -> str | None:
+    """The name checkpoints/default.json gives (None when the file is absent or unreadable)."""
+    try:
+        name = json.loads(DEFAULT_FILE.read_text(encoding="utf-8")).get("checkpoint")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) and name and Path(name).name == name else None
 
 
 def resolve_checkpoint(spec: str | os.PathLike | None = None) -> Path:
     """Turn a registry/run name, a path (absolute, ~, relative to cwd or repo), or $EMOJI_MIRROR_CHECKPOINT into a file.
 
-    With no spec and no environment variable, the first of DEFAULT_CHECKPOINTS present is used.
+    With no spec and no environment variable, the model checkpoints/default.json names is used (else the first shipped).
     Raises FileNotFoundError listing every place that was tried.
     """
     spec = spec or os.environ.get(CHECKPOINT_ENV)
     if not spec:
-        for name in DEFAULT_CHECKPOINTS:
-            if (CHECKPOINT_DIR / f"{name}.pt").is_file():
-                return CHECKPOINT_DIR / f"{name}.pt"
+        name = default_checkpoint_name()
+        if name and (CHECKPOINT_DIR / f"{name}.pt").is_file():
+            return CHECKPOINT_DIR / f"{name}.pt"
+        shipped = list_checkpoints()
+        if shipped:
+            return shipped[0]
         available = ", ".join(p.name for p in list_checkpoints()) or "none"
         raise FileNotFoundError(f"no default checkpoint in {CHECKPOINT_DIR} (available: {available}); train one with `python -m training.train`")
     raw = Path(os.path.expandvars(str(spec))).expanduser()
@@ -39,3 +56,12 @@ def resolve_checkpoint(spec: str | os.PathLike | None = None) -> Path:
             return candidate.resolve()
     tried = "\n  ".join(str(c) for c in candidates)
     raise FileNotFoundError(f"checkpoint {str(spec)!r} not found; tried:\n  {tried}")
+
+
+def run_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a run (a folder under the runs folder and an exported <name>.pt), or None when it can."""
+    if not RUN_NAME_PATTERN.fullmatch(name) or name == "jobs":
+        return f"run name {name!r}: use letters, digits, '_', '.', '-' (and not 'jobs')"
+    if len(name) > RUN_NAME_MAX:
+        return f"run name of {len(name)} characters: use at most {RUN_NAME_MAX}"
+    return None

@@ -14,6 +14,7 @@ import numpy as np
 from .classifier import EmotionClassifier
 from .detector import FaceBox, FaceDetector
 from .overlay import STYLES, Overlay
+from .photo_faces import find_faces
 from .tracking import FaceTracker
 
 STAGES = ("detect", "crop", "classify", "draw", "total")
@@ -94,11 +95,13 @@ class PipelineStats:
             }
 
 
-def crop_face(frame_bgr: np.ndarray, box: FaceBox, margin: float, size: int) -> np.ndarray:
-    """Square grayscale crop around the box, `margin` of its side added on each side (edges replicated), size x size."""
-    side = round(max(box.w, box.h) * (1 + 2 * margin))
+def crop_face(frame_bgr: np.ndarray, box: FaceBox, margin: float, size: int, offset_y: float = 0.0) -> np.ndarray:
+    """Square grayscale crop around the box, `margin` of its side added on each side and its centre moved down by
+    `offset_y` of its side (edges replicated), resized to size x size."""
+    box_side = max(box.w, box.h)
+    side = round(box_side * (1 + 2 * margin))
     x0 = round(box.x + box.w / 2 - side / 2)
-    y0 = round(box.y + box.h / 2 - side / 2)
+    y0 = round(box.y + box.h / 2 + offset_y * box_side - side / 2)
     height, width = frame_bgr.shape[:2]
     cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + side, width), min(y0 + side, height)
     gray = cv2.cvtColor(frame_bgr[cy0:cy1, cx0:cx1], cv2.COLOR_BGR2GRAY)
@@ -142,12 +145,15 @@ class MirrorPipeline:
                 self._classifier = classifier
                 self._tracker.reset()
 
-    def _detect_and_classify(self, frame_bgr: np.ndarray, classifier: EmotionClassifier, settings: MirrorSettings, timings: dict) -> tuple[list[FaceBox], np.ndarray]:
+    def _detect_and_classify(self, frame_bgr: np.ndarray, classifier: EmotionClassifier, settings: MirrorSettings, timings: dict, still: bool = False) -> tuple[list[FaceBox], np.ndarray]:
         start = time.perf_counter()
-        boxes = self.detector.detect(frame_bgr, min_confidence=settings.min_confidence)
+        if still:  # a photo: worth the extra passes that find small faces and crowds
+            boxes = find_faces(self.detector, frame_bgr, settings.min_confidence)
+        else:  # live video: one fast pass
+            boxes = self.detector.detect(frame_bgr, min_confidence=settings.min_confidence)
         detected = time.perf_counter()
         prep = classifier.preprocessing
-        crops = [crop_face(frame_bgr, box, prep.face_margin, prep.input_size) for box in boxes]
+        crops = [crop_face(frame_bgr, box, prep.face_margin, prep.input_size, prep.face_offset_y) for box in boxes]
         cropped = time.perf_counter()
         probs = classifier.predict(crops)
         timings.update(detect=(detected - start) * 1e3, crop=(cropped - detected) * 1e3, classify=(time.perf_counter() - cropped) * 1e3)
@@ -188,11 +194,12 @@ class MirrorPipeline:
         return frame_bgr, results
 
     def annotate_image(self, image_bgr: np.ndarray) -> tuple[np.ndarray, list[FaceResult]]:
-        """Annotated copy of a still photo (BGR) and its faces; no smoothing, tracks or stats involved."""
+        """Annotated copy of a still photo (BGR) and its faces, small ones and crowds included (see photo_faces); no
+        smoothing, tracks or stats involved."""
         with self._lock:
             settings, classifier = self._settings, self._classifier
         annotated = np.ascontiguousarray(image_bgr).copy()
-        boxes, probs = self._detect_and_classify(annotated, classifier, settings, {})
+        boxes, probs = self._detect_and_classify(annotated, classifier, settings, {}, still=True)
         results = self._results(classifier, boxes, probs, [None] * len(boxes))
         self._draw(annotated, results, settings)
         return annotated, results

@@ -7,10 +7,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import jsonschema
 import pandas as pd
 from pandas.io.formats.style import Styler
 
+from .checkpoint_schema import CLASSES, SCORE_PROPERTIES, schema_problem
 from .paths import REPO_ROOT
 
 RESULTS_ENV = "EMOJI_MIRROR_RESULTS"
@@ -18,12 +18,8 @@ SUMMARY_NAME = "summary.json"
 SELECTED_MARK = "★"
 EVALUATE_COMMAND = "python -m training.evaluate --checkpoints checkpoints/ --data <path> --out results/"
 
-_PERCENT = {"type": "number", "minimum": 0, "maximum": 100}
-_SCORES = {
-    "type": "object",
-    "required": ["accuracy", "macro_f1"],
-    "properties": {"accuracy": _PERCENT, "macro_f1": _PERCENT, "n": {"type": "integer", "minimum": 0}},
-}
+# Scores and classes as a checkpoint records them (checkpoint_schema.py), from which the evaluator copies them.
+_SCORES = {"type": "object", "required": ["accuracy", "macro_f1"], "properties": SCORE_PROPERTIES}
 _CLASS_SCORES = {
     "type": "object",
     "required": ["precision", "recall", "f1", "support"],
@@ -40,7 +36,7 @@ _MODEL = {
         "checkpoint": {"type": "string"},
         "params": {"type": "integer", "minimum": 0},
         "dataset": {"type": "string"},
-        "classes": {"type": "array", "minItems": 2, "items": {"type": "string"}},
+        "classes": CLASSES,
         "selection_split": {"type": ["string", "null"]},
         "tta": {"type": "string"},
         "metrics": {"type": "object", "minProperties": 1, "additionalProperties": _SCORES},
@@ -76,11 +72,11 @@ class Summary:
     images: dict[str, str]
 
     def image(self, relative: str | None) -> Path | None:
-        """The image file a summary entry names, or None when it is not named or not on disk."""
+        """The image file a summary entry names, or None when it is not named, not on disk or outside the results folder."""
         if not relative:
             return None
         path = self.directory / relative
-        return path if path.is_file() else None
+        return path if path.is_file() and path.resolve().is_relative_to(self.directory.resolve()) else None
 
     def model(self, name: str) -> dict:
         return next(m for m in self.models if m["name"] == name)
@@ -100,14 +96,15 @@ def load_summary(directory: Path | None = None) -> Summary:
     path = directory / SUMMARY_NAME
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+        problem = schema_problem(data, SUMMARY_SCHEMA)
     except (FileNotFoundError, IsADirectoryError):
         raise FileNotFoundError(f"{path} not found; create it with `{EVALUATE_COMMAND}`") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ResultsError(f"{path} is not valid JSON ({exc}); re-create it with `{EVALUATE_COMMAND}`") from None
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(SUMMARY_SCHEMA).iter_errors(data))
-    if error is not None:
-        where = "/".join(str(part) for part in error.absolute_path) or "top level"
-        raise ResultsError(f"{path} does not follow the summary schema at {where}: {error.message}")
+    except RecursionError:
+        raise ResultsError(f"{path} is nested too deeply to be a summary; re-create it with `{EVALUATE_COMMAND}`") from None
+    if problem:
+        raise ResultsError(f"{path} does not follow the summary schema at {problem}")
     for model in data["models"]:
         _check_matrices(model, path)
     names = [m["name"] for m in data["models"]]
@@ -121,6 +118,43 @@ def _check_matrices(model: dict, path: Path) -> None:
     for split, matrix in model.get("confusion_matrix", {}).items():
         if len(matrix) != size or any(len(row) != size for row in matrix):
             raise ResultsError(f"{path}: {model['name']} confusion matrix for {split} is not {size}x{size} (one row and column per class)")
+
+
+# ---------------------------------------------------------------- the default model's rule
+
+MAX_DEFAULT_MS_PER_FACE = 2.0
+RULE_SPLIT = "fer2013/public_test"
+DEFAULT_RULE = (f"the app's default is, among single FER2013 models at <= {MAX_DEFAULT_MS_PER_FACE:g} ms per face (CPU, batch 1), "
+                f"the one with the best mean per-class recall on {RULE_SPLIT} (the selection split, never the reported one)")
+
+
+def mean_recall(model: dict, split: str) -> float | None:
+    """Mean per-class recall (balanced accuracy, percent) on a split: stored, else from the per-class table."""
+    stored = model["metrics"].get(split, {}).get("mean_recall")
+    if stored is not None:
+        return stored
+    rows = [r for r in model.get("per_class", {}).get(split, {}).values() if r["support"] > 0]
+    return round(sum(r["recall"] for r in rows) / len(rows), 2) if rows else None
+
+
+def default_candidates(models: list[dict]) -> pd.DataFrame:
+    """model, ms/face, mean recall on the rule's split, eligible: every summary entry the rule looks at, best first."""
+    rows = []
+    for m in models:
+        latency = (m.get("latency_ms_per_face") or {}).get("batch1")
+        recall = mean_recall(m, RULE_SPLIT)
+        single = not m.get("members") and m.get("dataset", "fer2013") == "fer2013"
+        eligible = single and latency is not None and latency <= MAX_DEFAULT_MS_PER_FACE and recall is not None
+        rows.append({"model": m["name"], "ms/face (batch 1)": latency, f"mean recall % ({RULE_SPLIT})": recall, "eligible": eligible})
+    table = pd.DataFrame(rows, columns=["model", "ms/face (batch 1)", f"mean recall % ({RULE_SPLIT})", "eligible"])
+    return table.sort_values(["eligible", f"mean recall % ({RULE_SPLIT})"], ascending=False, na_position="last").reset_index(drop=True)
+
+
+def rule_choice(models: list[dict]) -> str | None:
+    """The model the default rule picks (None when no model is eligible)."""
+    table = default_candidates(models)
+    eligible = table[table["eligible"]]
+    return str(eligible.iloc[0]["model"]) if len(eligible) else None
 
 
 # ---------------------------------------------------------------- tables for the page

@@ -6,7 +6,6 @@ import argparse
 import fcntl
 import json
 import os
-import re
 import shlex
 import signal
 import subprocess
@@ -18,12 +17,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .paths import CHECKPOINT_DIR, REPO_ROOT
+from .paths import CHECKPOINT_DIR, REPO_ROOT, run_name_problem
 from .results import results_dir
 
 RUNS_ENV = "EMOJI_MIRROR_RUNS"
 ACTIVE = ("training", "evaluating")
-RUN_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+MAX_EPOCHS = 1000
+MAX_BATCH_SIZE = 4096
 # Popen objects of the jobs this process started, polled so finished drivers do not linger as zombies.
 _launched: dict[str, subprocess.Popen] = {}
 
@@ -77,12 +77,16 @@ class TrainingRequest:
             found.append("enter the path of the FER2013 data (zip, folder or fer2013.csv)")
         elif not repo_path(self.data).exists():
             found.append(f"data path {repo_path(self.data)} does not exist")
-        if self.epochs < 1 or self.batch_size < 1:
-            found.append("epochs and batch size must be at least 1")
+        if not 1 <= self.epochs <= MAX_EPOCHS:
+            found.append(f"epochs must be between 1 and {MAX_EPOCHS} (got {self.epochs})")
+        if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            found.append(f"batch size must be between 1 and {MAX_BATCH_SIZE} (got {self.batch_size})")
+        if self.max_train_images < 0:
+            found.append(f"the number of training images must be 0 (all) or more (got {self.max_train_images})")
         if self.run_name and len(self.models) > 1:
             found.append("a run name needs a single model (with several, each run is named after its model)")
-        if self.run_name and (not RUN_NAME_PATTERN.fullmatch(self.run_name) or self.run_name == "jobs"):
-            found.append(f"run name {self.run_name!r}: use letters, digits, '_', '.', '-' (and not 'jobs')")
+        if self.run_name and run_name_problem(self.run_name):
+            found.append(run_name_problem(self.run_name))
         return found
 
     def run_names(self) -> list[str]:
@@ -252,25 +256,36 @@ def active_job(runs: Path | None = None) -> Job | None:
 
 
 def start_job(request: TrainingRequest, runs: Path | None = None, results: Path | None = None) -> Job:
-    """Validate the request and launch its driver in a new session (process group); JobError when it cannot start."""
+    """Validate the request and launch its driver in a new session (process group); JobError when it cannot start.
+
+    Starting is atomic across sessions and processes: the check for a running job and the job's creation happen under
+    an exclusive lock on runs/jobs/start.lock, so two clicks at the same instant start one job.
+    """
     runs, results = runs or runs_dir(), results or results_dir()
     problems = request.problems()
     if problems:
         raise JobError("; ".join(problems))
+    folder = jobs_dir(runs)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "start.lock", "wb") as start_lock:
+        fcntl.flock(start_lock, fcntl.LOCK_EX)
+        return _start_locked(request, runs, results, folder)
+
+
+def _start_locked(request: TrainingRequest, runs: Path, results: Path, folder: Path) -> Job:
+    """start_job's part under the start lock: refuse while a job runs, else create the job and launch its driver."""
     running = active_job(runs)
     if running:
         raise JobError(f"job {running.id} is still {running.status} (started {running.started}); stop it or wait for it to finish")
-    folder = jobs_dir(runs)
-    folder.mkdir(parents=True, exist_ok=True)
     started = datetime.now().astimezone()
     job_id = f"{started:%Y%m%d-%H%M%S-%f}-{'+'.join(request.run_names())}"
     job = Job(
         id=job_id, request=asdict(request), train_command=request.train_command(runs), evaluate_command=request.evaluate_command(results),
         runs_dir=str(runs), log=str(folder / f"{job_id}.log"), started=started.isoformat(timespec="seconds"), file=folder / f"{job_id}.json",
     )
-    job.save()
     with open(job.lock_file, "wb") as lock, open(job.log, "wb") as log:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # handed to the driver, which holds it from its first instant
+        fcntl.flock(lock, fcntl.LOCK_EX)  # held before the job file exists (so no page takes it for dead), then handed to the driver
+        job.save()
         try:
             process = subprocess.Popen(
                 [sys.executable, "-m", "emoji_mirror.training_jobs", "run", str(job.file), "--lock-fd", str(lock.fileno())],

@@ -10,7 +10,7 @@ import streamlit as st
 from .checkpoint import CheckpointError, read_checkpoint
 from .classifier import EmotionClassifier
 from .detector import FaceDetector
-from .face_model import SETUP_HINT, FaceModelError
+from .face_model import FaceModelError
 from .overlay import Overlay
 from .paths import CHECKPOINT_DIR, CHECKPOINT_ENV, list_checkpoints, resolve_checkpoint
 
@@ -37,12 +37,14 @@ def load_overlay() -> Overlay:
 
 @st.cache_data(show_spinner=False)
 def checkpoint_summary(path: str, modified: float) -> str:
-    """'name · 68.2% private test' (or why no score is shown) for the model picker; meta stores accuracy in percent."""
+    """'name · 68.2% private test' (or why no score is shown) for the model picker; meta stores accuracy in percent.
+
+    Every file is checked against the checkpoint schema here, so a damaged one is marked, not a crash of the page."""
     name = Path(path).stem
     try:
         meta = read_checkpoint(path).get("meta", {})
     except CheckpointError:
-        return f"{name} · unreadable"
+        return f"{name} · damaged or not a checkpoint"
     accuracy = meta.get("metrics", {}).get(PRIVATE_TEST, {}).get("accuracy")
     if accuracy is None:
         return f"{name} · not evaluated"
@@ -87,13 +89,11 @@ def classifier_or_error(path: Path) -> EmotionClassifier | None:
 
 
 def detector_or_error() -> FaceDetector | None:
-    """The cached face detector, or None after an st.error explaining how to install its model."""
+    """The cached face detector, or None after an st.error saying what is wrong with its model and how to install it."""
     try:
         return load_detector()
     except FaceModelError as exc:
-        st.error(f"**The face detector's model is missing.** {exc}")
-    except (RuntimeError, ValueError) as exc:  # mediapipe rejects a file that is not a face detection model
-        st.error(f"**The face detector could not start:** {exc}\n\nFix: {SETUP_HINT}.")
+        st.error(f"**The face detector cannot start.** {exc}")
     return None
 
 

@@ -4,22 +4,24 @@ import cv2
 import pandas as pd
 import streamlit as st
 
+from emoji_mirror.images import EXTENSIONS, MAX_PIXELS, ImageReadError, read_image
 from emoji_mirror.pipeline import MirrorPipeline, MirrorSettings
-from emoji_mirror.predict import ImageReadError, read_image_bgr
 from emoji_mirror.ui import load_overlay, models_or_stop
 
-IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
-MAX_SIDE = 1280  # larger photos are shrunk first: faster, and boxes and labels stay legible
+MAX_SIDE = 1280  # larger photos are shrunk while decoding: faster, less memory, and boxes and labels stay legible
 
 st.title("📷 Photo")
-st.caption("Upload photos with faces in them: each face is boxed with its emoji, with the model's probability for every emotion.")
+st.caption(
+    "Upload photos with faces in them: each face is boxed with its emoji, with the model's probability for every emotion. "
+    f"Up to {MAX_PIXELS / 1e6:.0f} megapixels; photos are processed in memory and never stored."
+)
 
 classifier, detector = models_or_stop()
 
 min_confidence = st.sidebar.slider("Face detection confidence", 0.2, 0.95, 0.5, 0.05, help="Lower finds more (and more doubtful) faces.")
 pipeline = MirrorPipeline(classifier, detector, MirrorSettings(min_confidence=min_confidence), overlay=load_overlay())
 
-photos = [(f.name, f.getvalue()) for f in st.file_uploader("Photos", type=IMAGE_TYPES, accept_multiple_files=True)]
+photos = [(f.name, f.getvalue()) for f in st.file_uploader("Photos", type=EXTENSIONS, accept_multiple_files=True)]
 if st.toggle("Take a photo with the camera"):
     snapshot = st.camera_input("Camera")
     if snapshot is not None:
@@ -28,13 +30,10 @@ if st.toggle("Take a photo with the camera"):
 for name, data in photos:
     st.subheader(name)
     try:
-        image = read_image_bgr(data, name)
+        image, _ = read_image(data, name, MAX_SIDE)
     except ImageReadError as exc:
         st.error(f"Skipped: {exc}")
         continue
-    scale = MAX_SIDE / max(image.shape[:2])
-    if scale < 1:
-        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     annotated, faces = pipeline.annotate_image(image)
     st.image(cv2.cvtColor(annotated, cv2.COLOR_BGR2RGB), width=min(annotated.shape[1], 720))
     if not faces:

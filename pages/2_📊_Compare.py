@@ -4,6 +4,19 @@ import altair as alt
 import streamlit as st
 
 from emoji_mirror import results
+from emoji_mirror.images import ImageReadError, read_image
+from emoji_mirror.paths import default_checkpoint_name
+
+
+def show_figure(path) -> None:
+    """An image file the evaluator wrote, or a warning saying why it cannot be shown (empty, corrupt, not an image)."""
+    try:
+        image, _ = read_image(path, str(path))
+    except ImageReadError as exc:
+        st.error(f"Figure not shown: {exc}")
+        return
+    st.image(image, channels="BGR")
+
 
 st.set_page_config(page_title="Model comparison", page_icon="📊", layout="wide")
 st.title("📊 Model comparison")
@@ -32,6 +45,13 @@ st.caption(
     "FER2013 convention: select on PublicTest, report on PrivateTest. Chance level: always answering 'happy' scores 24.5% on PrivateTest. "
     "Latency: CPU milliseconds per face (preprocessed crop to probabilities) at batch 1 and 8."
 )
+
+st.subheader("The app's default model")
+default_name = default_checkpoint_name()
+st.markdown(f"**Rule:** {results.DEFAULT_RULE}. "
+            f"By these results the rule picks **{results.rule_choice(summary.models) or 'no model'}**; "
+            f"the app's default now (`checkpoints/default.json`) is **{default_name or 'not set: the first checkpoint by name'}**.")
+st.dataframe(results.default_candidates(summary.models), hide_index=True)
 
 # ---------------------------------------------------------------- charts
 
@@ -79,7 +99,7 @@ for column, field, title in ((speed, "latency ms/face", "CPU ms per face (batch 
 comparison_png = summary.image(summary.images.get("comparison"))
 if comparison_png:
     with st.expander("Comparison figure written by the evaluator"):
-        st.image(str(comparison_png))
+        show_figure(comparison_png)
 
 # ---------------------------------------------------------------- one model in detail
 
@@ -114,7 +134,7 @@ for title, key in (("Confusion matrices (evaluator's figure)", "confusion"), ("A
     path = summary.image(images.get(key))
     if path:
         with st.expander(title, expanded=key == "attention"):
-            st.image(str(path))
+            show_figure(path)
 if model.get("train"):
     with st.expander("Training run and configuration"):
         st.json(model["train"])

@@ -99,15 +99,17 @@ except jobs.JobError as exc:
 st.subheader("New training run")
 models = st.multiselect("Models", list_models(), default=[m for m in SEED_MODELS if m in list_models()], key="models")
 left, right = st.columns(2)
-epochs = left.number_input("Epochs (maximum; early stopping usually ends sooner)", min_value=1, max_value=1000, value=100, key="epochs")
-batch_size = right.number_input("Batch size", min_value=1, max_value=4096, value=64, key="batch_size")
+# No min/max on these boxes: the browser would leave a value it refuses in the box while the last accepted one is used.
+# The request checks the ranges and says what is wrong.
+epochs = left.number_input("Epochs (maximum; early stopping usually ends sooner)", value=100, step=1, key="epochs")
+batch_size = right.number_input("Batch size", value=64, step=1, key="batch_size")
 data = st.text_input("Data (FER2013 zip, folder or fer2013.csv)", value=default_data_path(), key="data", help=f"default: ${DATA_ENV}, else ../shared/datasets/fer2013.zip")
 devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 device = left.selectbox("Device", devices, key="device", help="auto = CUDA when available, else CPU")
 run_name = right.text_input("Run name (optional, one model only)", key="run_name", help="default: the model's name; the checkpoint is exported as <run name>.pt")
 resume = st.checkbox("Resume (continue the run from its last finished epoch, with the same settings)", key="resume")
 with st.expander("Advanced"):
-    max_train_images = st.number_input("Use only the first N training images (0 = all; for quick trials)", min_value=0, value=0, key="max_train_images")
+    max_train_images = st.number_input("Use only the first N training images (0 = all; for quick trials)", value=0, step=1, key="max_train_images")
     export_dir = st.text_input("Export finished checkpoints to", value=str(CHECKPOINT_DIR), key="export_dir")
 
 request = jobs.TrainingRequest(

@@ -126,7 +126,7 @@ def test_model_details_show_confusion_matrix_and_available_images(summary_file):
     happy_row = cells[cells["true"] == "happy"]
     assert happy_row["count"].sum() == 879
     assert happy_row.loc[happy_row["predicted"] == "happy", "count"].item() == round(879 * 0.6241)
-    per_class = at.dataframe[1].value.set_index("class")
+    per_class = at.dataframe[2].value.set_index("class")
     assert per_class.loc["disgust", "support"] == 55
     assert len(at.image) == 2, "baseline_cnn's confusion and attention PNGs"
     assert at.json[0].value and json.loads(at.json[0].value)["best_epoch"] == 21
@@ -174,3 +174,39 @@ def test_confusion_matrix_must_match_the_classes(summary_file):
     summary_file.write_text(json.dumps(summary))
     with pytest.raises(results.ResultsError, match="baseline_cnn confusion matrix for fer2013/private_test is not 7x7"):
         results.load_summary()
+
+
+def test_default_rule_is_stated_and_applied(summary_file):
+    summary = json.loads(summary_file.read_text())
+    for model, recall in zip(summary["models"], (58.0, 64.0, 70.0)):
+        model["metrics"]["fer2013/public_test"]["mean_recall"] = recall
+    summary_file.write_text(json.dumps(summary))
+    at = run_page()
+    rule = next(m.value for m in at.markdown if "**Rule:**" in m.value)
+    assert results.DEFAULT_RULE in rule and "rule picks **baseline_cnn**" in rule  # the only model at <= 2 ms per face
+    candidates = at.dataframe[1].value.set_index("model")
+    assert candidates.loc["baseline_cnn", "eligible"] and not candidates.loc["attention_cnn", "eligible"]
+    assert candidates.loc["vit_tiny", "mean recall % (fer2013/public_test)"] == 70.0
+
+
+def test_an_empty_figure_is_an_error_message_and_the_rest_is_shown(summary_file):
+    (summary_file.parent / "attention_baseline_cnn.png").write_bytes(b"")
+    at = run_page()
+    assert [e.value for e in at.error] == [f"Figure not shown: {summary_file.parent / 'attention_baseline_cnn.png'}: not an image, or not a JPEG, PNG, WebP, BMP, GIF or TIFF one"]
+    assert len(at.image) == 1, "the confusion figure is still shown"
+
+
+def test_a_figure_outside_the_results_folder_is_not_shown(summary_file, tmp_path):
+    Image.new("RGB", (80, 60), "red").save(tmp_path / "elsewhere.png")
+    summary = json.loads(summary_file.read_text())
+    summary["models"][0]["images"] = {"confusion": "../elsewhere.png", "attention": str(tmp_path / "elsewhere.png")}
+    summary_file.write_text(json.dumps(summary))
+    at = run_page()
+    assert not at.error and len(at.image) == 0
+
+
+def test_a_summary_nested_100000_levels_deep_is_an_error_message(results_folder):
+    (results_folder / results.SUMMARY_NAME).write_text('{"models": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    at = run_page()
+    assert len(at.error) == 1 and "is nested too deeply to be a summary" in at.error[0].value, [e.value for e in at.error]
+    assert not at.dataframe

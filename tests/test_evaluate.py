@@ -277,3 +277,75 @@ def test_model_benchmark_prints_and_writes_figures(tmp_path, capsys):
     (row,) = json.loads((tmp_path / "b.json").read_text())["models"]
     assert row["model"] == "baseline_cnn" and row["train_images_per_s"] > 0 and row["ms_per_face_batch1"] > 0 and row["ms_per_face_batch8"] > 0
     assert "train_images_per_s" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- ensembles, TTA chosen on the selection split, the default rule
+
+
+def test_ensemble_scores_the_mean_of_its_members_with_tta_chosen_on_the_selection_split(tiny_fer, cache_dir, tmp_path):
+    members = [make_checkpoint(tmp_path / f"m{seed}.pt", arch, seed) for seed, arch in enumerate(("baseline_cnn", "attention_cnn"))]
+    out = tmp_path / "results"
+    code = main(["--ensemble", f"duo={members[0]},{members[1]}", "--tta", "auto", "--data", str(tiny_fer), "--out", str(out),
+                 "--cache-dir", str(cache_dir), "--no-latency", "--device", "cpu"])
+    assert code == 0
+    [entry] = summary(out)["models"]  # --ensemble alone scores only the ensemble
+    assert entry["name"] == "duo" and entry["members"] == ["m0", "m1"] and entry["arch"] == "ensemble(baseline_cnn + attention_cnn)"
+    loaded = [load_model(m) for m in members]
+    assert entry["params"] == sum(sum(p.numel() for p in m.model.parameters()) for m in loaded)
+    faces = {split: load_dataset(tiny_fer, cache_dir).splits[split].labelled() for split in ("public_test", "private_test")}
+
+    def mean_probs(split, tta):
+        return np.mean([split_probabilities(m.model, faces[split].images, m.preprocessing, tta=tta) for m in loaded], axis=0)
+
+    on_selection = {tta: score(mean_probs("public_test", tta), faces["public_test"].labels)["accuracy"] for tta in ("none", "flip", "tencrop")}
+    assert entry["tta_accuracy_on_selection"] == on_selection
+    assert entry["tta"] == max(on_selection, key=on_selection.get)
+    for split in ("public_test", "private_test"):
+        assert entry["metrics"][f"fer2013/{split}"] == score(mean_probs(split, entry["tta"]), faces[split].labels)
+    assert_png(out / entry["images"]["confusion"])
+
+
+def test_ensemble_members_must_share_a_selection_split(tiny_fer, cache_dir, tmp_path, capsys):
+    a = make_checkpoint(tmp_path / "a.pt")
+    b = make_checkpoint(tmp_path / "b.pt", meta={"dataset": "fer2013", "selection_split": "fer2013/train_holdout", "metrics": {}})
+    code = main(["--ensemble", f"{a},{b}", "--data", str(tiny_fer), "--out", str(tmp_path / "r"), "--cache-dir", str(cache_dir), "--no-latency"])
+    assert code == 1
+    assert "selected on different splits" in capsys.readouterr().err
+    assert main(["--ensemble", str(a), "--data", str(tiny_fer), "--out", str(tmp_path / "r")]) == 1
+
+
+def rule_entry(name: str, ms: float | None, recall: float, **extra) -> dict:
+    per_class = {c: {"precision": 50.0, "recall": recall, "f1": 50.0, "support": 10} for c in FER2013_CLASSES}
+    return {"name": name, "params": 1, "dataset": "fer2013", "selection_split": "fer2013/public_test", "classes": list(FER2013_CLASSES),
+            "metrics": {"fer2013/public_test": {"accuracy": 90.0, "macro_f1": 90.0}}, "per_class": {"fer2013/public_test": per_class},
+            "latency_ms_per_face": None if ms is None else {"batch1": ms, "batch8": ms / 2}, **extra}
+
+
+def test_default_rule_picks_the_best_mean_recall_among_fast_single_models(tmp_path, monkeypatch):
+    from emoji_mirror import paths
+    from emoji_mirror.results import rule_choice
+    from training.evaluate import write_default
+
+    models = [
+        rule_entry("slow_but_best", 3.9, 70.0),
+        rule_entry("ensemble", 1.0, 80.0, members=["a", "b"]),
+        rule_entry("fast_good", 1.9, 60.0),
+        rule_entry("fast_worse", 0.9, 55.0),
+        rule_entry("unmeasured", None, 99.0),
+        {**rule_entry("ferplus_model", 0.5, 95.0), "dataset": "ferplus"},
+    ]
+    assert rule_choice(models) == "fast_good"
+    assert rule_choice([rule_entry("slow", 2.5, 70.0)]) is None
+
+    monkeypatch.setattr(paths, "CHECKPOINT_DIR", tmp_path)
+    monkeypatch.setattr(paths, "DEFAULT_FILE", tmp_path / "default.json")
+    monkeypatch.delenv(paths.CHECKPOINT_ENV, raising=False)
+    for name in ("a_first_by_name", "fast_good"):
+        make_checkpoint(tmp_path / f"{name}.pt")
+    assert paths.resolve_checkpoint() == tmp_path / "a_first_by_name.pt"  # no default.json: the first shipped
+    assert write_default(models, tmp_path / "default.json") == "fast_good"
+    record = json.loads((tmp_path / "default.json").read_text())
+    assert record["checkpoint"] == "fast_good" and "mean per-class recall" in record["rule"]
+    assert paths.resolve_checkpoint() == tmp_path / "fast_good.pt"
+    (tmp_path / "default.json").write_text('{"checkpoint": "../../etc/passwd"}')
+    assert paths.resolve_checkpoint() == tmp_path / "a_first_by_name.pt"  # a name, never a path

@@ -151,7 +151,8 @@ def test_smoothing_zero_gives_the_raw_probabilities(classifier, detector):
     frame = portrait()
     _, faces = pipeline.process(frame.copy())
     box = faces[0].box
-    raw = classifier.predict([crop_face(frame, box, classifier.preprocessing.face_margin, classifier.preprocessing.input_size)])[0]
+    prep = classifier.preprocessing
+    raw = classifier.predict([crop_face(frame, box, prep.face_margin, prep.input_size, prep.face_offset_y)])[0]
     np.testing.assert_allclose(faces[0].probs, raw, rtol=1e-5)
 
 
@@ -183,6 +184,8 @@ def test_crop_is_square_gray_and_padded_at_the_edges():
     centre = crop_face(frame, FaceBox(177, 82, 95, 95, 1.0), margin=0.0, size=95)
     expected = cv2.cvtColor(frame[82:177, 177:272], cv2.COLOR_BGR2GRAY)
     assert np.array_equal(centre, expected)
+    raised = crop_face(frame, FaceBox(177, 82, 95, 95, 1.0), margin=0.0, size=95, offset_y=-0.2)  # centre up by 19 px
+    assert np.array_equal(raised, cv2.cvtColor(frame[63:158, 177:272], cv2.COLOR_BGR2GRAY))
 
 
 # ---------------------------------------------------------------- tracking

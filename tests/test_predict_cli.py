@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from skimage.data import astronaut
 
+from emoji_mirror.face_model import FACE_MODEL_ENV
 from emoji_mirror.labels import FER2013_CLASSES
 from emoji_mirror.paths import REPO_ROOT
 from emoji_mirror.predict import main, predict_image
@@ -89,3 +90,20 @@ def test_package_exposes_predict_image():
     from emoji_mirror.predict import predict_image
 
     assert emoji_mirror.predict_image is predict_image
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "which is not a TensorFlow Lite model"),
+        (bytes(range(256)) * 20, "which is not a TensorFlow Lite model"),
+        (b"\x1c\x00\x00\x00TFL3" + bytes(range(256)) * 20, "is not a usable face detection model"),
+    ],
+    ids=["empty", "random", "tflite header, garbage after it"],
+)
+def test_a_face_model_that_is_not_one_exits_2_with_a_message(photos, tiny_checkpoint, capsys, monkeypatch, content, message):
+    (photos / "model.tflite").write_bytes(content)
+    monkeypatch.setenv(FACE_MODEL_ENV, str(photos / "model.tflite"))
+    assert main([str(photos / "astronaut.jpg"), "--checkpoint", str(tiny_checkpoint)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: ") and message in err and str(photos / "model.tflite") in err and "Traceback" not in err, err

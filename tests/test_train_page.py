@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -107,6 +110,53 @@ def test_start_refuses_bad_input_with_messages(workspace, tiny_fer2013):
 
     assert not at.exception
     assert not (workspace / "runs" / "jobs").exists(), "a refused request must not create a job"
+
+
+def test_long_names_and_zero_epochs_are_refused_with_messages(workspace, tiny_fer2013):
+    at = open_page()
+    fill_form(at, models=["baseline_cnn"], data=str(tiny_fer2013), run_name="a" * 250)
+    at.get_by_key("start").click().run()
+    assert not at.exception and any("run name of 250 characters: use at most 64" in e for e in errors(at)), errors(at)
+
+    fill_form(at, run_name="", epochs=0)
+    at.run()
+    assert at.get_by_key("epochs").value == 0, "the box holds what the request will use"
+    at.get_by_key("start").click().run()
+    assert not at.exception and any("epochs must be between 1 and 1000 (got 0)" in e for e in errors(at)), errors(at)
+    assert not list((workspace / "runs" / "jobs").glob("*.json")), "a refused request must not create a job"
+
+
+def test_two_sessions_starting_at_the_same_instant_get_one_job(workspace, tiny_fer2013, monkeypatch):
+    """The check for a running job is made slow here (as on a busy disk) so that both sessions would pass it together."""
+    real_active_job, real_popen = training_jobs.active_job, subprocess.Popen
+
+    def slow_active_job(runs=None):
+        found = real_active_job(runs)
+        time.sleep(0.3)
+        return found
+
+    def holder(command, **kwargs):  # stands in for the driver: a process that only holds the job's inherited lock
+        return real_popen([sys.executable, "-c", "import time; time.sleep(120)"], **kwargs)
+
+    monkeypatch.setattr(training_jobs, "active_job", slow_active_job)
+    monkeypatch.setattr(subprocess, "Popen", holder)
+    request = training_jobs.TrainingRequest(models=["baseline_cnn"], data=str(tiny_fer2013), epochs=1, device="cpu", export_dir=str(workspace / "checkpoints"))
+    barrier, started, refused = threading.Barrier(2), [], []
+
+    def click():
+        barrier.wait()
+        try:
+            started.append(training_jobs.start_job(request))
+        except training_jobs.JobError as exc:
+            refused.append(str(exc))
+
+    sessions = [threading.Thread(target=click) for _ in range(2)]
+    for session in sessions:
+        session.start()
+    for session in sessions:
+        session.join()
+    assert len(started) == 1 and len(refused) == 1 and "still training" in refused[0], (started, refused)
+    assert [job.id for job in training_jobs.list_jobs(workspace / "runs")] == [started[0].id]
 
 
 def test_real_job_is_watched_stopped_resumed_and_evaluated(workspace, tiny_fer2013):

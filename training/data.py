@@ -153,6 +153,10 @@ def _fingerprint(splits: dict[str, FaceSplit]) -> str:
 
 
 def _decode(source: Path) -> FaceDataset:
+    if source.name.endswith(".sprintpack"):  # training/sprint_pack.py: the splits a GPU sprint needs, packed to travel
+        from .sprint_pack import read_pack
+
+        return read_pack(source)
     if source.is_dir():
         files = {str(p.relative_to(source)).replace(os.sep, "/"): p for p in source.rglob("*") if p.is_file()}
         return _decode_members(source, list(files), lambda name: files[name].read_bytes())

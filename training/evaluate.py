@@ -20,7 +20,8 @@ from torch.utils.benchmark import Timer
 from emoji_mirror.checkpoint import CheckpointError, LoadedModel, load_model
 from emoji_mirror.labels import FERPLUS_CLASSES
 from emoji_mirror.models import count_params
-from emoji_mirror.paths import CHECKPOINT_DIR, REPO_ROOT, resolve_checkpoint
+from emoji_mirror.paths import CHECKPOINT_DIR, DEFAULT_FILE, REPO_ROOT, resolve_checkpoint
+from emoji_mirror.results import DEFAULT_RULE, RULE_SPLIT, default_candidates, mean_recall, rule_choice
 from emoji_mirror.preprocessing import TTA_MODES, Preprocessing, normalize, predict_proba
 
 from . import report
@@ -186,9 +187,33 @@ def write_attention(loaded: LoadedModel, dataset: FaceDataset, scored: dict, dev
     report.save_figure(fig, path)
 
 
-def evaluate_checkpoint(given: str, path: Path, datasets: Datasets, args: argparse.Namespace, device: torch.device, out: Path) -> dict:
-    """Score one checkpoint on its dataset's labelled non-train splits, write its CSV and PNGs, return its summary entry."""
-    loaded = load_model(path, device)
+def selection_key(meta_selection: str | None, dataset: FaceDataset, scored: dict) -> str:
+    """The scored split a model was selected on (TTA is chosen there), else the dataset's public_test."""
+    if meta_selection in scored:
+        return meta_selection
+    fallback = f"{dataset.name}/public_test"
+    if fallback in scored:
+        return fallback
+    raise DataError(f"cannot choose a TTA: {dataset.name} data has neither {meta_selection} nor public_test")
+
+
+def choose_tta(probabilities, images: np.ndarray, labels: np.ndarray) -> tuple[str, dict[str, float]]:
+    """The TTA mode with the best accuracy on a selection split (ties: the cheaper one), and every mode's accuracy."""
+    accuracy = {mode: score(probabilities(images, mode), labels)["accuracy"] for mode in TTA_MODES}
+    return max(TTA_MODES, key=lambda mode: accuracy[mode]), accuracy
+
+
+def labelled_splits(dataset: FaceDataset, path: Path | str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every labelled non-train split as dataset/split -> (images, labels)."""
+    labelled = {split: data.labelled() for split, data in dataset.splits.items() if split != "train"}
+    scored = {f"{dataset.name}/{split}": (data.images, data.labels) for split, data in labelled.items() if len(data)}
+    if not scored:
+        raise DataError(f"{dataset.name} data has no labelled test splits to score {path} on")
+    return scored
+
+
+def member_dataset(loaded: LoadedModel, datasets: Datasets, path: Path) -> FaceDataset:
+    """The dataset a checkpoint was trained on, checked against its classes (warns on another data fingerprint)."""
     dataset = datasets.get(checkpoint_dataset(loaded))
     if tuple(dataset.classes) != loaded.classes:
         raise CheckpointError(f"{path}: classes {list(loaded.classes)} do not match {dataset.name}'s {list(dataset.classes)}")
@@ -196,21 +221,46 @@ def evaluate_checkpoint(given: str, path: Path, datasets: Datasets, args: argpar
     if trained_on and trained_on != dataset.fingerprint:
         print(f"warning: {path} was trained on {dataset.name} data with fingerprint {trained_on[:12]}, "
               f"evaluating on data with fingerprint {dataset.fingerprint[:12]}", file=sys.stderr)
-    name = entry_name(path)
-    labelled = {split: data.labelled() for split, data in dataset.splits.items() if split != "train"}
-    scored = {f"{dataset.name}/{split}": (data.images, data.labels) for split, data in labelled.items() if len(data)}
-    if not scored:
-        raise DataError(f"{dataset.name} data has no labelled test splits to score {path} on")
+    return dataset
+
+
+def score_splits(probabilities, scored: dict, selection: str, tta_flag: str, classes) -> tuple[str, dict, dict, dict, dict]:
+    """(TTA used, metrics, per-class, confusion, TTA accuracy per mode on the selection split) for every scored split."""
+    tta_scores = {}
+    tta = tta_flag
+    if tta_flag == "auto":
+        tta, tta_scores = choose_tta(probabilities, *scored[selection])
     metrics, per_class, confusion = {}, {}, {}
     for split, (images, labels) in scored.items():
-        probs = split_probabilities(loaded.model, images, loaded.preprocessing, device, args.tta)
-        metrics[split], per_class[split], confusion[split] = split_report(probs, labels, loaded.classes)
-    images_written = {"confusion": f"confusion_{name}.png", "attention": f"attention_{name}.png"}
+        metrics[split], per_class[split], confusion[split] = split_report(probabilities(images, tta), labels, classes)
+    return tta, metrics, per_class, confusion, tta_scores
+
+
+def write_confusion(name: str, arch: str, tta: str, selection, classes, metrics: dict, per_class: dict, confusion: dict, out: Path) -> dict:
+    """per_class_<name>.csv and confusion_<name>.png; returns the images entry."""
+    images_written = {"confusion": f"confusion_{name}.png"}
     report.write_atomic(out / f"per_class_{name}.csv", per_class_csv(per_class))
-    selection = loaded.meta.get("selection_split")
-    title = f"{name} ({loaded.arch}), TTA {args.tta}, selected on {selection}"
-    report.save_figure(report.confusion_figure(confusion, list(loaded.classes), {s: m["accuracy"] for s, m in metrics.items()}, title),
+    title = f"{name} ({arch}), TTA {tta}, selected on {selection}"
+    report.save_figure(report.confusion_figure(confusion, list(classes), {s: m["accuracy"] for s, m in metrics.items()}, title),
                        out / images_written["confusion"])
+    return images_written
+
+
+def evaluate_checkpoint(given: str, path: Path, datasets: Datasets, args: argparse.Namespace, device: torch.device, out: Path) -> dict:
+    """Score one checkpoint on its dataset's labelled non-train splits, write its CSV and PNGs, return its summary entry."""
+    loaded = load_model(path, device)
+    dataset = member_dataset(loaded, datasets, path)
+    name = entry_name(path)
+    scored = labelled_splits(dataset, path)
+    selection = loaded.meta.get("selection_split")
+
+    def probabilities(images, tta):
+        return split_probabilities(loaded.model, images, loaded.preprocessing, device, tta)
+
+    tta, metrics, per_class, confusion, tta_scores = score_splits(
+        probabilities, scored, selection_key(selection, dataset, scored) if args.tta == "auto" else None, args.tta, loaded.classes)
+    images_written = write_confusion(name, loaded.arch, tta, selection, loaded.classes, metrics, per_class, confusion, out)
+    images_written["attention"] = f"attention_{name}.png"
     write_attention(loaded, dataset, scored, device, name, out / images_written["attention"])
     return {
         "name": name,
@@ -220,15 +270,71 @@ def evaluate_checkpoint(given: str, path: Path, datasets: Datasets, args: argpar
         "dataset": dataset.name,
         "classes": list(loaded.classes),
         "selection_split": selection,
-        "tta": args.tta,
+        "tta": tta,
+        **({"tta_accuracy_on_selection": tta_scores} if tta_scores else {}),
         "metrics": metrics,
         "per_class": per_class,
         "confusion_matrix": confusion,
-        "latency_ms_per_face": latency_ms_per_face(loaded.model, loaded.preprocessing, args.tta) if args.latency else None,
+        "latency_ms_per_face": latency_ms_per_face(loaded.model, loaded.preprocessing, tta) if args.latency else None,
         "train": train_info(loaded.meta, path.parent / "metrics.jsonl"),
-        "data_fingerprint": trained_on,
+        "data_fingerprint": loaded.meta.get("data_fingerprint"),
         "commit": loaded.meta.get("commit"),
         "images": images_written,
+    }
+
+
+def evaluate_ensemble(specs: list[str], name: str, datasets: Datasets, args: argparse.Namespace, device: torch.device, out: Path) -> dict:
+    """Score the mean of several checkpoints' probabilities like one model (TTA chosen on their common selection split)."""
+    members = []
+    for spec in specs:
+        path = resolve_checkpoint(spec)
+        loaded = load_model(path, device)
+        members.append((spec, path, loaded, member_dataset(loaded, datasets, path)))
+    first = members[0][2]
+    for spec, path, loaded, dataset in members[1:]:
+        if loaded.classes != first.classes or dataset is not members[0][3]:
+            raise CheckpointError(f"ensemble member {spec} was trained on other data or classes than {members[0][0]}")
+    selections = {loaded.meta.get("selection_split") for _, _, loaded, _ in members}
+    if len(selections) != 1:
+        raise CheckpointError(f"ensemble members were selected on different splits ({', '.join(map(str, selections))}); "
+                              "an honest ensemble needs one selection split")
+    selection = selections.pop()
+    dataset = members[0][3]
+    scored = labelled_splits(dataset, name)
+    cache: dict[tuple[int, int, str], np.ndarray] = {}
+
+    def probabilities(images, tta):
+        per_member = []
+        for i, (_, _, loaded, _) in enumerate(members):
+            key = (i, id(images), tta)
+            if key not in cache:
+                cache[key] = split_probabilities(loaded.model, images, loaded.preprocessing, device, tta)
+            per_member.append(cache[key])
+        return np.mean(per_member, axis=0)
+
+    tta, metrics, per_class, confusion, tta_scores = score_splits(
+        probabilities, scored, selection_key(selection, dataset, scored) if args.tta == "auto" else None, args.tta, first.classes)
+    arch = "ensemble(" + " + ".join(loaded.arch for _, _, loaded, _ in members) + ")"
+    latency = None
+    if args.latency:
+        each = [latency_ms_per_face(loaded.model, loaded.preprocessing, tta) for _, _, loaded, _ in members]
+        latency = {key: round(sum(m[key] for m in each), 3) for key in each[0]}
+    return {
+        "name": name,
+        "arch": arch,
+        "checkpoint": " + ".join(display_path(spec, path) for spec, path, _, _ in members),
+        "members": [entry_name(path) for _, path, _, _ in members],
+        "params": sum(count_params(loaded.model) for _, _, loaded, _ in members),
+        "dataset": dataset.name,
+        "classes": list(first.classes),
+        "selection_split": selection,
+        "tta": tta,
+        **({"tta_accuracy_on_selection": tta_scores} if tta_scores else {}),
+        "metrics": metrics,
+        "per_class": per_class,
+        "confusion_matrix": confusion,
+        "latency_ms_per_face": latency,
+        "images": write_confusion(name, arch, tta, selection, first.classes, metrics, per_class, confusion, out),
     }
 
 
@@ -261,6 +367,9 @@ def _table_rows(entries: list[dict]) -> list[dict]:
             mark = "*" if split == entry["selection_split"] else ""
             row[f"{split} acc%"] = f"{m['accuracy']:.2f}{mark}"
             row[f"{split} F1%"] = f"{m['macro_f1']:.2f}{mark}"
+        recall = mean_recall(entry, RULE_SPLIT)
+        mark = "*" if RULE_SPLIT == entry["selection_split"] else ""
+        row[f"{RULE_SPLIT} mean recall%"] = f"{recall:.2f}{mark}" if recall is not None else "-"
         latency, train = entry["latency_ms_per_face"], entry.get("train") or {}
         minutes = f"{train['seconds'] / 60:.0f} min" if train.get("seconds") else "-"
         row.update({"selection split": entry["selection_split"], "TTA": entry["tta"],
@@ -289,17 +398,48 @@ def results_markdown(entries: list[dict]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoints", nargs="+", default=[str(CHECKPOINT_DIR)],
-                   help="checkpoint files, names (checkpoints/<name>.pt) or folders (their *.pt and */best.pt)")
+    p.add_argument("--checkpoints", nargs="+", default=None,
+                   help="checkpoint files, names (checkpoints/<name>.pt) or folders (their *.pt and */best.pt); "
+                   "default: checkpoints/, or none when --ensemble is given")
+    p.add_argument("--ensemble", action="append", default=[], metavar="[NAME=]A,B,...",
+                   help="score the mean of these checkpoints' probabilities as one model named NAME (default ensemble_A+B+...); repeatable")
     p.add_argument("--data", help="FER2013 zip, folder or fer2013.csv (default: $EMOJI_MIRROR_DATA)")
     p.add_argument("--ferplus", help="FER+ zip or folder, for checkpoints trained on FER+")
     p.add_argument("--cache-dir", help="where decoded data is cached (default: $EMOJI_MIRROR_CACHE or ~/.cache/emoji_mirror)")
     p.add_argument("--out", default="results", help="folder for summary.json, CSVs and PNGs")
-    p.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
+    p.add_argument("--tta", choices=(*TTA_MODES, "auto"), default="none",
+                   help="test-time augmentation; auto = the mode with the best accuracy on each model's selection split")
     p.add_argument("--fresh", action="store_true", help="replace summary.json instead of merging into it by model name")
     p.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True, help="measure CPU ms per face at batch 1 and 8")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), or a torch device string (latency is always CPU)")
-    return p.parse_args(argv)
+    p.add_argument("--choose-default", action="store_true",
+                   help=f"write {DEFAULT_FILE.relative_to(REPO_ROOT)} with the model the default rule picks from the merged summary: {DEFAULT_RULE}")
+    args = p.parse_args(argv)
+    if args.checkpoints is None:
+        args.checkpoints = [] if args.ensemble else [str(CHECKPOINT_DIR)]
+    return args
+
+
+def parse_ensemble(spec: str) -> tuple[str, list[str]]:
+    """'NAME=A,B' or 'A,B' -> (name, members); at least two members."""
+    name, _, members_text = spec.rpartition("=")
+    members = [m.strip() for m in members_text.split(",") if m.strip()]
+    if len(members) < 2:
+        raise DataError(f"--ensemble {spec}: name at least two checkpoints, comma-separated")
+    return name.strip() or "ensemble_" + "+".join(Path(m).stem for m in members), members
+
+
+def write_default(models: list[dict], path: Path = DEFAULT_FILE) -> str | None:
+    """Apply the default rule to the summary's models and record the pick (and the rule) in checkpoints/default.json."""
+    choice = rule_choice(models)
+    if choice is None:
+        print(f"warning: no model meets the default rule ({DEFAULT_RULE}); {path} left as it is", file=sys.stderr)
+        return None
+    candidates = default_candidates(models).to_dict(orient="records")
+    record = {"checkpoint": choice, "rule": DEFAULT_RULE, "candidates": candidates, "chosen": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    report.write_atomic(path, (json.dumps(record, indent=2) + "\n").encode())
+    print(f"default model: {choice} (by the rule: {DEFAULT_RULE}); wrote {path}")
+    return choice
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -324,6 +464,14 @@ def main(argv: list[str] | None = None) -> int:
         except (CheckpointError, DataError) as exc:
             errors.append(str(exc))
             print(f"error: {exc}", file=sys.stderr)
+    for spec in args.ensemble:
+        try:
+            name, members = parse_ensemble(spec)
+            print(f"evaluating ensemble {name} of {', '.join(members)} on {device} (TTA {args.tta}) ...", flush=True)
+            entries.append(evaluate_ensemble(members, name, datasets, args, device, out))
+        except (CheckpointError, DataError, FileNotFoundError) as exc:
+            errors.append(str(exc))
+            print(f"error: {exc}", file=sys.stderr)
     if entries:
         models = merge_models(existing, entries)
         report.save_figure(report.comparison_figure(models), out / COMPARISON_FILE)
@@ -332,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
         report.write_atomic(out / MARKDOWN_FILE, results_markdown(models).encode())
         print(results_table(entries))
         print(f"wrote {out / SUMMARY_FILE} ({len(models)} models)")
+        if args.choose_default:
+            write_default(models)
     if errors:
         print(f"{len(errors)} checkpoint(s) not evaluated; see the errors above", file=sys.stderr)
         return 1

@@ -25,25 +25,36 @@ def describe_recipe(config: dict) -> str:
         parts.append("class-weighted cross-entropy")
     if config.get("label_smoothing"):
         parts.append(f"label smoothing {config['label_smoothing']}")
+    if config.get("logit_adjust"):
+        parts.append(f"logit-adjusted loss (tau {config['logit_adjust']}: balanced predictions)")
     if config.get("ema_decay"):
-        parts.append(f"EMA {config['ema_decay']} (the EMA weights are shipped)")
+        warmup = " with decay warm-up" if config.get("ema_warmup") else ""
+        parts.append(f"EMA {config['ema_decay']}{warmup} (the EMA weights are shipped)")
     if config.get("augment") == "batch":
         parts.append(f"batched augmentation, {config.get('train_size')} px crops")
+        camera = {k: config.get(f"aug_{k}") for k in ("box_scale", "box_shift", "blur", "brightness", "contrast", "gamma")}
+        if any(camera.values()):
+            parts.append("camera augmentation (" + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in camera.items() if v) + ")")
     parts.append("early stopping on the selection split" if config.get("patience") else "best epoch chosen on the selection split")
     return f"`{recipe}` recipe: " + ", ".join(parts)
 
 
 def time_to_accuracy(history: list[dict]) -> str:
-    """A line with the training time to reach 55/60/65/70% on a tracked split, when the run tracked one."""
+    """A line with the training time to reach 55/60/65/68/70% on a tracked split, when the run tracked one."""
     keys = sorted({k for r in history for k in r if k.endswith("(tracked)")})
     lines = []
     for key in keys:
         reached = []
-        for target in (55, 60, 65, 70):
+        for target in (55, 60, 65, 68, 70):
             hit = next((r for r in history if r.get(key, 0) >= target), None)
             reached.append(f"{target}% after {hit['elapsed_seconds'] / 60:.0f} min (epoch {hit['epoch']})" if hit else f"{target}% not reached")
         lines.append(f"- **Time to accuracy** on `{key.replace('/accuracy (tracked)', '')}` (tracked each epoch, never used for selection): {'; '.join(reached)}.")
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+def percent(value: float | None) -> str:
+    """A percentage with two decimals, or a dash when the metric was not recorded (older checkpoints)."""
+    return "–" if value is None else f"{value:.2f}"
 
 
 def render_card(path: Path) -> str:
@@ -54,23 +65,23 @@ def render_card(path: Path) -> str:
     minutes = sum(r.get("seconds", 0) for r in history) / 60
     selection = meta.get("selection_split", "?")
     rows = "\n".join(
-        f"| {split} | {m['accuracy']:.2f} | {m['macro_f1']:.2f} | {m['n']} | {'selection split (not an unbiased estimate)' if split == selection else 'held out'} |"
+        f"| {split} | {m['accuracy']:.2f} | {m['macro_f1']:.2f} | {percent(m.get('mean_recall'))} | {m['n']} | {'selection split (not an unbiased estimate)' if split == selection else 'held out'} |"
         for split, m in meta.get("metrics", {}).items()
     )
-    recipe = config.get("recipe", "seed")  # checkpoints from before recipes existed used the seed's
     flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in config.items() if k in ("recipe", "epochs", "batch_size", "lr", "patience", "warmup_epochs", "select_on"))
     return f"""# {path.stem}
 
 - **Architecture:** `{payload['arch']}` {payload.get('arch_kwargs') or ''} — {meta.get('params', 0) / 1e6:.2f}M parameters, built by `create_model("{payload['arch']}")`.
-- **Input:** {payload['preprocessing']['input_size']}x{payload['preprocessing']['input_size']} grayscale face crop, scaled to [0, 1], normalised with mean {payload['preprocessing']['mean']} / std {payload['preprocessing']['std']}.
+- **Input:** {payload['preprocessing']['input_size']}x{payload['preprocessing']['input_size']} grayscale face crop, scaled to [0, 1], normalised with mean {payload['preprocessing']['mean']} / std {payload['preprocessing']['std']};
+  live crop: the detector's box plus {payload['preprocessing'].get('face_margin', 0.1)} of its side on each side, centre moved down by {payload['preprocessing'].get('face_offset_y', 0.0)} of it (`python -m training.framing`).
 - **Classes:** {', '.join(payload['classes'])}.
 - **Data:** {meta.get('dataset', '?')} training split (data fingerprint `{meta.get('data_fingerprint', '?')[:16]}`); model selected on `{selection}`.
 - **Recipe:** {describe_recipe(config)}
   (`python -m training.train --model {payload['arch']} {flags}`); best epoch {meta.get('epoch', '?')} of {len(history)} trained,
   {minutes:.0f} min on {config.get('device', '?')} (amp {config.get('amp', '?')}). Commit `{meta.get('commit', '?')}`.
 {time_to_accuracy(history)}
-| split | accuracy % | macro-F1 % | images | role |
-|---|---|---|---|---|
+| split | accuracy % | macro-F1 % | mean recall % | images | role |
+|---|---|---|---|---|---|
 {rows}
 
 ## Limits

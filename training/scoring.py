@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score
+from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from emoji_mirror.preprocessing import Preprocessing, normalize, predict_proba
 
@@ -20,10 +20,11 @@ def split_probabilities(model, images: np.ndarray, cfg: Preprocessing, device="c
 
 
 def score(probs: np.ndarray, labels: np.ndarray) -> dict:
-    """Accuracy and macro-F1 (percent) of argmax predictions against integer labels."""
+    """Accuracy, macro-F1 and mean per-class recall (percent) of argmax predictions against integer labels."""
     preds = probs.argmax(1)
     return {
         "accuracy": round(float((preds == labels).mean() * 100), 2),
+        "mean_recall": round(float(balanced_accuracy_score(labels, preds) * 100), 2),
         "macro_f1": round(float(f1_score(labels, preds, average="macro", labels=np.arange(probs.shape[1]), zero_division=0) * 100), 2),
         "n": int(len(labels)),
     }

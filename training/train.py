@@ -23,15 +23,17 @@ from tqdm import tqdm
 from emoji_mirror.checkpoint import CheckpointError, atomic_torch_save, checkpoint_payload, load_model, read_checkpoint
 from emoji_mirror.models import count_params, create_model, list_models
 from emoji_mirror.preprocessing import Preprocessing, normalize
+from emoji_mirror.paths import run_name_problem
 
-from .augment import FaceTensorDataset, batch_augment, train_transform
+from .augment import BatchAugment, FaceTensorDataset, batch_augment, train_transform
 from .data import DataError, FaceDataset, holdout_split, load_dataset
 from .recipes import RECIPES, SEED_MODELS, recipe_for
 from .scoring import score, split_probabilities
+from .soft_targets import load_soft_targets
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Settings a resumed run may change without changing its history (plus "epochs" under the plateau schedule).
-RESUMABLE_CHANGES = {"compile"}
+RESUMABLE_CHANGES = {"compile", "time_budget_min"}
 
 
 # ---------------------------------------------------------------- environment
@@ -115,26 +117,35 @@ class RunData:
     reports: dict[str, tuple[np.ndarray, np.ndarray]]
 
 
-def prepare_run_data(dataset: FaceDataset, select_on: str, holdout_fraction: float, seed: int, targets: str, max_train: int | None) -> RunData:
-    """Split the dataset: train, the selection split, and every other labelled split to report on."""
+def prepare_run_data(dataset: FaceDataset, select_on: str, holdout_fraction: float, seed: int, targets: str, max_train: int | None,
+                     teacher: np.ndarray | None = None, distill_alpha: float = 0.0) -> RunData:
+    """Split the dataset: train, the selection split, and every other labelled split to report on.
+
+    With a teacher (soft labels for every labelled training face), the targets are distill_alpha * teacher +
+    (1 - distill_alpha) * the labels (one-hot, or the vote distribution): knowledge distillation at temperature 1."""
     train = dataset.splits["train"].labelled()
+    index = np.arange(len(train))  # rows of the full training split kept, to subset the teacher the same way
     labelled = {name: split.labelled() for name, split in dataset.splits.items() if name != "train"}
     if select_on == "train_holdout":
         train_idx, hold_idx = holdout_split(train.labels, holdout_fraction, seed)
         selection = (train.images[hold_idx], train.labels[hold_idx])
-        train = train.subset(train_idx)
+        train, index = train.subset(train_idx), index[train_idx]
     elif select_on in labelled:
         selection = (labelled[select_on].images, labelled[select_on].labels)
     else:
         raise DataError(f"--select-on {select_on}: the data has no such split (has: train_holdout, {', '.join(labelled)})")
     if max_train:
-        train = train.subset(np.sort(np.random.default_rng(seed).permutation(len(train))[:max_train]))
+        kept = np.sort(np.random.default_rng(seed).permutation(len(train))[:max_train])
+        train, index = train.subset(kept), index[kept]
     if targets == "votes":
         if train.votes is None:
             raise DataError("--targets votes needs FER+ vote counts; this dataset has none")
-        train_targets = train.votes / train.votes.sum(1, keepdims=True)
+        train_targets = (train.votes / train.votes.sum(1, keepdims=True)).astype(np.float32)
     else:
         train_targets = train.labels
+    if teacher is not None:
+        hard = train_targets if train_targets.ndim == 2 else np.eye(len(dataset.classes), dtype=np.float32)[train_targets]
+        train_targets = (distill_alpha * teacher[index] + (1 - distill_alpha) * hard).astype(np.float32)
     reports = {name: (s.images, s.labels) for name, s in labelled.items() if name != select_on}
     return RunData(train.images, train_targets, train.labels, f"{dataset.name}/{select_on}", selection, reports)
 
@@ -144,6 +155,46 @@ def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
     weights = np.where(counts > 0, len(labels) / (num_classes * np.maximum(counts, 1)), 0.0)
     return torch.tensor(weights, dtype=torch.float32)
+
+
+def log_prior(targets: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Log of the training class frequencies (from labels, or the mean of vote distributions); a floor keeps it finite."""
+    freq = np.bincount(targets, minlength=num_classes).astype(np.float64) if targets.ndim == 1 else targets.mean(0).astype(np.float64)
+    freq = np.maximum(freq / max(freq.sum(), 1e-12), 1e-6)
+    return torch.tensor(np.log(freq), dtype=torch.float32)
+
+
+def balanced_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None,
+                           logit_offset: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy (hard or soft targets) with optional class weights and a logit offset (tau * log prior) added in
+    the loss only: the logit-adjusted loss of Menon et al. (2021), whose raw logits rank classes as if balanced."""
+    logits = logits.float() if logit_offset is None else logits.float() + logit_offset
+    return F.cross_entropy(logits, targets, weight=weights, label_smoothing=label_smoothing)
+
+
+def ema_multi_avg_fn(decay: float, warmup: bool):
+    """EMA update for AveragedModel; with warm-up the decay is min(decay, (1 + n) / (10 + n)) after n updates (timm's)."""
+    if not warmup:
+        return get_ema_multi_avg_fn(decay)
+
+    @torch.no_grad()
+    def update(ema_params, current_params, num_averaged):
+        if not torch.is_floating_point(ema_params[0]):  # grouped by dtype: integer buffers (BN batch counts) are copied
+            torch._foreach_copy_(ema_params, current_params)
+            return
+        d = min(decay, (1 + float(num_averaged)) / (10 + float(num_averaged)))
+        torch._foreach_lerp_(ema_params, current_params, 1 - d)
+
+    return update
+
+
+def batch_augment_settings(hp: dict) -> BatchAugment:
+    """The batched augmentation's strengths from the run's hyperparameters."""
+    return BatchAugment(
+        degrees=hp["aug_degrees"], scale=(1 - hp["aug_scale"], 1 + hp["aug_scale"]), erase_p=hp["aug_erase"],
+        box_scale=hp["aug_box_scale"], box_shift=hp["aug_box_shift"], blur_p=hp["aug_blur"],
+        brightness=hp["aug_brightness"], contrast=hp["aug_contrast"], gamma=hp["aug_gamma"],
+    )
 
 
 # ---------------------------------------------------------------- training one model
@@ -182,7 +233,9 @@ def build_scheduler(optimizer, hp: dict, epochs: int, steps_per_epoch: int):
 def train_one(model_name: str, dataset: FaceDataset, args: argparse.Namespace, rt: Runtime) -> Path | None:
     """Train one model to its epoch budget (or early stopping), resumable; returns the best checkpoint path."""
     hp = resolve_hparams(args, model_name)
-    data = prepare_run_data(dataset, args.select_on, args.holdout_fraction, args.seed, args.targets, args.max_train_images)
+    teacher = load_soft_targets(args.teacher, dataset) if args.teacher else None
+    data = prepare_run_data(dataset, args.select_on, args.holdout_fraction, args.seed, args.targets, args.max_train_images,
+                            teacher, args.distill_alpha)
     tracked = [s.strip() for s in args.track.split(",") if s.strip()] if args.track else []
     missing = [s for s in tracked if s not in data.reports]
     if missing:
@@ -190,20 +243,23 @@ def train_one(model_name: str, dataset: FaceDataset, args: argparse.Namespace, r
     config = {
         "model": model_name, "model_kwargs": args.model_kwargs, "dataset": dataset.name, "data_fingerprint": dataset.fingerprint,
         "recipe": args.recipe, "epochs": args.epochs, **hp, "select_on": args.select_on, "holdout_fraction": args.holdout_fraction,
-        "targets": args.targets, "seed": args.seed, "max_train_images": args.max_train_images, "amp": str(rt.amp_dtype),
+        "targets": args.targets, "teacher": args.teacher, "distill_alpha": args.distill_alpha if args.teacher else None,
+        "seed": args.seed, "max_train_images": args.max_train_images, "amp": str(rt.amp_dtype),
         "device": rt.device.type, "world_size": rt.world_size, "compile": args.compile,
+        "time_budget_min": args.time_budget_min,  # None unless given, so runs from before the flag still resume
     }
     resumable = RESUMABLE_CHANGES | ({"epochs"} if hp["schedule"] == "plateau" else set())
     run_dir = Path(args.output_dir) / run_name(args, model_name)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     cfg = Preprocessing()
     num_classes = len(dataset.classes)
+    deadline = time.monotonic() + 60 * args.time_budget_min if args.time_budget_min else None
 
     seed_everything(args.seed)
     model = create_model(model_name, num_classes=num_classes, **args.model_kwargs).to(rt.device)
     if rt.device.type != "cpu" or rt.amp_dtype is not None:
         model = model.to(memory_format=torch.channels_last)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(hp["ema_decay"]), use_buffers=True) if hp["ema_decay"] else None
+    ema = AveragedModel(model, multi_avg_fn=ema_multi_avg_fn(hp["ema_decay"], hp["ema_warmup"]), use_buffers=True) if hp["ema_decay"] else None
     selected_model = ema.module if ema is not None else model  # what is scored, selected and shipped
     train_set = TrainSet(data, hp, cfg, rt, args)
     optimizer = build_optimizer(model, hp)
@@ -236,6 +292,7 @@ def train_one(model_name: str, dataset: FaceDataset, args: argparse.Namespace, r
     if args.compile:
         train_model = torch.compile(train_model)
     weights = class_weights(data.train_labels, num_classes).to(rt.device) if hp["class_weights"] else None
+    logit_offset = hp["logit_adjust"] * log_prior(data.train_targets, num_classes).to(rt.device) if hp["logit_adjust"] else None
     meta_base = {"config": config, "params": count_params(model), "data_fingerprint": dataset.fingerprint, "dataset": dataset.name,
                  "selection_split": data.selection_name, "commit": git_commit()}
     if rt.is_main:
@@ -250,29 +307,30 @@ def train_one(model_name: str, dataset: FaceDataset, args: argparse.Namespace, r
             for group in optimizer.param_groups:
                 group["lr"] = hp["lr"] * epoch / hp["warmup_epochs"]
         started = time.time()
-        train_loss, train_acc = run_epoch(train_model, ema, train_set, optimizer, scheduler, weights, hp, args, rt, epoch, model_name)
+        train_loss, train_acc = run_epoch(train_model, ema, train_set, optimizer, scheduler, (weights, logit_offset), hp, args, rt, epoch, model_name)
         sel = score(split_probabilities(selected_model, data.selection[0], cfg, rt.device), data.selection[1])
         if hp["schedule"] == "plateau" and epoch > hp["warmup_epochs"]:
             scheduler.step(sel["accuracy"])
-        state["elapsed"] = round(state["elapsed"] + time.time() - started, 1)
+        state["elapsed"] += time.time() - started  # full precision; rounded only when printed
         improved = sel["accuracy"] > state["best_acc"]
         if improved:
             state["best_acc"], state["best_epoch"] = sel["accuracy"], epoch
         record = {"epoch": epoch, "train_loss": round(train_loss, 4), "train_accuracy": round(train_acc, 2),
                   f"{data.selection_name}/accuracy": sel["accuracy"], f"{data.selection_name}/macro_f1": sel["macro_f1"],
-                  "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - started, 1), "elapsed_seconds": state["elapsed"]}
+                  "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - started, "elapsed_seconds": state["elapsed"]}
         for split in tracked:  # logged to measure time-to-accuracy; never used for selection, LR or stopping
             images, labels = data.reports[split]
             record[f"{dataset.name}/{split}/accuracy (tracked)"] = score(split_probabilities(selected_model, images, cfg, rt.device), labels)["accuracy"]
         state["history"].append(record)
         state["epoch"] = epoch
         stop = bool(patience) and epoch - state["best_epoch"] >= patience
-        state["done"] = stop or epoch == args.epochs
+        out_of_time = deadline is not None and time.monotonic() + record["seconds"] > deadline  # another epoch would overrun
+        state["done"] = stop or out_of_time or epoch == args.epochs
         if rt.is_main:
             tracked_text = "".join(f" | {k} {v:.2f}%" for k, v in record.items() if k.endswith("(tracked)"))
             print(f"[{model_name}] epoch {epoch}: loss {train_loss:.4f} train acc {train_acc:.2f}% | "
                   f"{data.selection_name} acc {sel['accuracy']:.2f}% (best {state['best_acc']:.2f}% @ {state['best_epoch']}) "
-                  f"lr {record['lr']:.2e} {record['seconds']}s{tracked_text}", flush=True)
+                  f"lr {record['lr']:.2e} {record['seconds']:.1f}s{tracked_text}", flush=True)
             meta = {**meta_base, "epoch": epoch, "metrics": {data.selection_name: sel}}
             if improved:
                 atomic_torch_save(checkpoint_payload(selected_model, model_name, args.model_kwargs, dataset.classes, cfg, meta), best_path)
@@ -285,6 +343,10 @@ def train_one(model_name: str, dataset: FaceDataset, args: argparse.Namespace, r
         if stop:
             if rt.is_main:
                 print(f"[{model_name}] early stop: no improvement for {patience} epochs", flush=True)
+            break
+        if out_of_time and epoch < args.epochs:
+            if rt.is_main:
+                print(f"[{model_name}] time budget: stopping after epoch {epoch} of {args.epochs} (--time-budget-min {args.time_budget_min})", flush=True)
             break
     if rt.is_main:
         finalize(best_path, data, rt, args, state["history"])
@@ -299,6 +361,7 @@ class TrainSet:
         self.hp, self.cfg, self.rt, self.args = hp, cfg, rt, args
         self.batch_size = hp["batch_size"]
         self.size = len(data.train_targets)
+        self.augment = batch_augment_settings(hp)
         if hp["augment"] == "batch":
             self.images = torch.from_numpy(data.train_images).unsqueeze(1).to(rt.device)
             self.targets = torch.as_tensor(data.train_targets).to(rt.device)
@@ -317,7 +380,7 @@ class TrainSet:
             generator = torch.Generator(device=self.rt.device).manual_seed(seed)
             for step in range(self.steps_per_epoch):
                 idx = order[step * self.batch_size : (step + 1) * self.batch_size].to(self.rt.device)
-                x = batch_augment(normalize(self.images[idx], self.cfg), self.hp["train_size"], generator)
+                x = batch_augment(normalize(self.images[idx], self.cfg), self.hp["train_size"], generator, self.augment, self.cfg.mean, self.cfg.std)
                 yield x, self.targets[idx]
             return
         sampler = None
@@ -332,8 +395,12 @@ class TrainSet:
             yield normalize(images.to(self.rt.device, non_blocking=True), self.cfg), targets.to(self.rt.device, non_blocking=True)
 
 
-def run_epoch(model, ema, train_set: TrainSet, optimizer, scheduler, weights, hp: dict, args, rt: Runtime, epoch: int, model_name: str) -> tuple[float, float]:
-    """One pass over the training data (mixup optional; EMA and a per-step schedule updated each step); mean loss, accuracy %."""
+def run_epoch(model, ema, train_set: TrainSet, optimizer, scheduler, balance, hp: dict, args, rt: Runtime, epoch: int, model_name: str) -> tuple[float, float]:
+    """One pass over the training data (mixup optional; EMA and a per-step schedule updated each step); mean loss, accuracy %.
+
+    `balance` is (class weights or None, logit offset or None): the offset (tau * log prior) is added to the logits in the
+    loss only, so the model's own logits come out class-balanced."""
+    weights, logit_offset = balance
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     bar = tqdm(train_set.batches(epoch), total=train_set.steps_per_epoch, desc=f"{model_name} epoch {epoch}", leave=False,
@@ -348,8 +415,9 @@ def run_epoch(model, ema, train_set: TrainSet, optimizer, scheduler, weights, hp
             x = lam * x + (1 - lam) * x[perm]
         with torch.autocast(rt.device.type, dtype=rt.amp_dtype or torch.float32, enabled=rt.amp_dtype is not None):
             logits = model(x)
+
         def criterion(y):
-            return F.cross_entropy(logits.float(), y, weight=weights, label_smoothing=hp["label_smoothing"])
+            return balanced_cross_entropy(logits, y, weights, logit_offset, hp["label_smoothing"])
 
         loss = criterion(targets) if perm is None else lam * criterion(targets) + (1 - lam) * criterion(targets[perm])
         optimizer.zero_grad(set_to_none=True)
@@ -403,7 +471,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", help="FER2013/FER+ zip, folder or fer2013.csv (default: $EMOJI_MIRROR_DATA)")
     p.add_argument("--cache-dir", help="where decoded data is cached (default: $EMOJI_MIRROR_CACHE or ~/.cache/emoji_mirror)")
     p.add_argument("--recipe", choices=RECIPES, default="seed", help="flag defaults: 'seed' (the original project's: AdamW, plateau, "
-                   "class weights, early stopping) or 'ours' (SGD-Nesterov, warm-up + cosine, label smoothing, EMA, batched on-device augmentation)")
+                   "class weights, early stopping), 'ours' (SGD-Nesterov, warm-up + cosine, label smoothing, EMA, batched on-device augmentation) "
+                   "or 'camera' (ours + detector-box, blur and light augmentation, logit-adjusted loss, EMA warm-up)")
     p.add_argument("--epochs", type=int, default=100, help="maximum epochs (the cosine schedule's length; plateau runs usually stop sooner)")
     p.add_argument("--batch-size", type=int, default=None, help="default: recipe (seed 64, ours 128)")
     p.add_argument("--optimizer", choices=["adamw", "sgd"], default=None, help="default: recipe (seed adamw, ours sgd with Nesterov momentum 0.9)")
@@ -417,14 +486,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--label-smoothing", type=float, default=None, help="default: recipe (seed 0, ours 0.1)")
     p.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=None, help="class-weighted cross-entropy (default: recipe; seed on, ours off)")
     p.add_argument("--ema-decay", type=float, default=None, help="keep an EMA of the weights and select/ship it; 0 = off (default: recipe; ours 0.999)")
+    p.add_argument("--ema-warmup", action=argparse.BooleanOptionalAction, default=None,
+                   help="EMA decay warm-up min(d, (1+n)/(10+n)) so early epochs are usable (default: recipe; camera on)")
+    p.add_argument("--logit-adjust", type=float, default=None,
+                   help="tau: add tau * log(class prior) to the logits in the loss (balanced predictions); 0 = off (default: recipe; camera 0.5)")
     p.add_argument("--mixup", type=float, default=None, help="mixup Beta(a, a) parameter, 0 = off")
     p.add_argument("--augment", choices=["sample", "batch", "none"], default=None, help="per-sample v2 transforms in workers, batched on the device, or none")
     p.add_argument("--train-size", type=int, default=None, help="training crop side with --augment batch (default: recipe; ours 40 of 48)")
+    aug = p.add_argument_group("batched augmentation (--augment batch; default: recipe, camera terms on in --recipe camera)")
+    aug.add_argument("--aug-degrees", type=float, default=None, help="rotation range, +- degrees")
+    aug.add_argument("--aug-scale", type=float, default=None, help="zoom range, 1 +- this")
+    aug.add_argument("--aug-erase", type=float, default=None, help="share of faces with a random rectangle erased")
+    aug.add_argument("--aug-box-scale", type=float, default=None, help="detector box noise: extra zoom, exp(+- this)")
+    aug.add_argument("--aug-box-shift", type=float, default=None, help="detector box noise: extra shift, +- this fraction of the face")
+    aug.add_argument("--aug-blur", type=float, default=None, help="share of faces blurred (Gaussian, sigma 0.3-1 px): webcam softness")
+    aug.add_argument("--aug-brightness", type=float, default=None, help="brightness shift, +- this (pixels in [0, 1])")
+    aug.add_argument("--aug-contrast", type=float, default=None, help="contrast factor, exp(+- this)")
+    aug.add_argument("--aug-gamma", type=float, default=None, help="gamma, exp(+- this)")
     p.add_argument("--track", default=None, help="report splits to score every epoch, only to measure time-to-accuracy (never used for selection), e.g. private_test")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (worth it on a GPU)")
+    p.add_argument("--time-budget-min", type=float, default=None,
+                   help="wall-clock minutes for this run: stop after the epoch whose successor would overrun (best epoch kept, run done)")
     p.add_argument("--select-on", default="public_test", help="split for early stopping, LR schedule and best checkpoint: public_test or train_holdout")
     p.add_argument("--holdout-fraction", type=float, default=0.1, help="size of the stratified train holdout (with --select-on train_holdout)")
     p.add_argument("--targets", choices=["labels", "votes"], default="labels", help="FER+ only: train on the vote distribution")
+    p.add_argument("--teacher", default=None, help="distil from these soft labels (.npz from `python -m training.soft_targets`)")
+    p.add_argument("--distill-alpha", type=float, default=0.7, help="weight of the teacher's soft labels against the labels (with --teacher)")
     p.add_argument("--max-train-images", type=int, default=None, help="use only the first N training images (smoke tests)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), or a torch device string")
@@ -439,6 +526,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def cli_problem(args: argparse.Namespace) -> str | None:
+    """What makes the command line unusable before any data is read (None when nothing does)."""
+    if args.epochs < 1:
+        return f"--epochs must be at least 1 (got {args.epochs})"
+    if args.time_budget_min is not None and args.time_budget_min <= 0:
+        return f"--time-budget-min must be positive (got {args.time_budget_min})"
+    if args.name and run_name_problem(args.name):  # the name is a folder under --output-dir: never a path out of it
+        return f"--name: {run_name_problem(args.name)}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     models = list(SEED_MODELS) if args.model == "all" else [m.strip() for m in args.model.split(",") if m.strip()]
@@ -448,6 +546,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.name and len(models) > 1:
         print("error: --name needs a single --model", file=sys.stderr)
+        return 2
+    problem = cli_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
         dataset = load_dataset(args.data, args.cache_dir)

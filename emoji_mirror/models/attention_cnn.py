@@ -3,7 +3,7 @@
 import torch
 import torch.nn as nn
 
-from ._registry import register_model
+from ._registry import DROP, WIDTHS, register_model
 
 
 class ChannelAttention(nn.Module):
@@ -75,7 +75,7 @@ class AttentionCNN(nn.Module):
         return self.head(self.stages(self.stem(x)))
 
 
-@register_model
+@register_model(checkpoint_kwargs={"widths": WIDTHS, "drop": DROP})
 def attention_cnn(num_classes: int = 7, **kwargs) -> AttentionCNN:
     """Seed attention CNN for 48x48 grayscale input."""
     return AttentionCNN(num_classes=num_classes, **kwargs)

@@ -3,7 +3,7 @@
 import torch
 import torch.nn as nn
 
-from ._registry import register_model
+from ._registry import DROP, WIDTHS, register_model
 
 
 class BaselineCNN(nn.Module):
@@ -30,7 +30,7 @@ class BaselineCNN(nn.Module):
         return self.head(self.features(x))
 
 
-@register_model
+@register_model(checkpoint_kwargs={"widths": WIDTHS, "hidden": {"type": "integer", "minimum": 1, "maximum": 4096}, "drop": DROP})
 def baseline_cnn(num_classes: int = 7, **kwargs) -> BaselineCNN:
     """Seed baseline for 48x48 grayscale input."""
     return BaselineCNN(num_classes=num_classes, **kwargs)

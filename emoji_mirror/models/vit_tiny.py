@@ -5,12 +5,22 @@ from __future__ import annotations
 import timm
 import torch.nn as nn
 
-from ._registry import register_model
+from ._registry import DROP, register_model
 
 TIMM_NAME = "vit_tiny_patch16_224"
+# What a checkpoint may set; never `pretrained` / `pretrained_file` (a download, a file): its own weights replace them.
+CHECKPOINT_KWARGS = {
+    "img_size": {"type": "integer", "minimum": 8, "maximum": 512},
+    "patch_size": {"type": "integer", "minimum": 1, "maximum": 64},
+    "depth": {"type": "integer", "minimum": 1, "maximum": 24},
+    "num_heads": {"type": "integer", "minimum": 1, "maximum": 16},
+    "embed_dim": {"type": "integer", "minimum": 8, "maximum": 1024},
+    "drop_rate": DROP,
+    "drop_path_rate": DROP,
+}
 
 
-@register_model
+@register_model(checkpoint_kwargs=CHECKPOINT_KWARGS, init_only=("pretrained", "pretrained_file"))
 def vit_tiny(
     num_classes: int = 7,
     in_chans: int = 1,

@@ -1,0 +1,177 @@
+"""The GPU sprint, proven on this CPU: the smoke end to end without the app's packages, the budget stop, the packs, the import check."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO_ROOT, make_checkpoint
+
+from emoji_mirror.checkpoint import read_checkpoint
+from emoji_mirror.checkpoint_schema import CHECKPOINT_SCHEMA, PREPROCESSING, _validator, schema_problem
+from emoji_mirror.models import create_model
+from emoji_mirror.schema_lite import first_problem
+from emoji_mirror.paths import run_name_problem
+from training import train
+from training.data import load_dataset
+from training.sprint import Log, collect, wait_all
+from training.sprint_device import RESULT_FILE_MIB, RESULT_FILES, device_calls
+from training.sprint_import import mismatches
+from training.sprint_pack import write_pack
+from training.sprint_plan import ACCURACY_SET, ENSEMBLE_NAME, fp16_mib, planned_epochs, smoke_plan
+from training.sprint_smoke import make_tiny_data
+
+# Not on the GPU machine's image: the sprint (and every worker it starts) must run without them.
+BLOCKED = ("mediapipe", "streamlit", "jsonschema", "cv2")
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """`python -m training.sprint --smoke` in a subprocess where importing any BLOCKED package fails (workers included)."""
+    root = tmp_path_factory.mktemp("sprint")
+    stubs = root / "stubs"
+    for name in BLOCKED:
+        (stubs / name).mkdir(parents=True)
+        (stubs / name / "__init__.py").write_text(f"raise ImportError('{name} is blocked: the GPU machine does not have it')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(stubs), str(REPO_ROOT)])}
+    done = subprocess.run([sys.executable, "-m", "training.sprint", "--smoke", "--workdir", str(root / "smoke")], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return root / "smoke", done.stdout
+
+
+def test_smoke_trains_every_job_concurrently_and_returns_what_a_device_call_can(smoke):
+    root, stdout = smoke
+    returned = sorted(p.name for p in (root / "out").iterdir())
+    assert len(returned) <= RESULT_FILES and returned[:2] == ["checkpoints.tar.000", "sprint.log"] and "summary.json" in returned
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", n) and (root / "out" / n).stat().st_size <= RESULT_FILE_MIB * 2**20 for n in returned)
+    summary = json.loads((root / "out" / "summary.json").read_text())
+    assert [m["name"] for m in summary["models"]] == [job.name for job in smoke_plan()] and not summary["failed"]
+    assert all(m["status"] == "finished" and m["epochs_run"] == 2 for m in summary["models"])
+    assert summary["ensembles"][0]["members"] == [job.name for job in smoke_plan() if job.ensemble]
+    for model in summary["models"]:  # selected and scored on PublicTest only: the device never has the test splits
+        assert set(model["metrics"]) == {model["selection_split"]} and model["selection_split"].endswith("/public_test")
+        assert set(model["tta_accuracy_on_selection"]) == {"none", "flip", "tencrop"}
+    log = (root / "out" / "sprint.log").read_text()
+    assert all(f"===== {job.name} =====" in log for job in smoke_plan())
+    assert "checked ensemble_gpu" in stdout
+
+
+def test_import_installs_the_smoke_output_with_the_test_splits_scored_here(smoke):
+    root, _ = smoke
+    for job in smoke_plan():
+        payload = read_checkpoint(root / "checkpoints" / f"{job.name}.pt")
+        assert payload["state_dict"][next(iter(payload["state_dict"]))].dtype == torch.float16
+        assert f"{job.dataset}/private_test" in payload["meta"]["metrics"]  # scored back home
+        assert f"{job.dataset}/private_test | " in (root / "checkpoints" / f"{job.name}.md").read_text()
+    models = {m["name"]: m for m in json.loads((root / "results" / "summary.json").read_text())["models"]}
+    assert set(models) == {job.name for job in smoke_plan()} | {ENSEMBLE_NAME}
+    assert "fer2013/private_test" in models[ENSEMBLE_NAME]["metrics"] and "ferplus/private_test" in models["resnet18_fer_ferplus"]["metrics"]
+    assert models["vit_tiny_ours"]["checkpoint"] == str((root / "checkpoints" / "vit_tiny_ours.pt").resolve())
+    assert (root / "results" / f"confusion_{ENSEMBLE_NAME}.png").is_file() and (root / "results" / "results.md").is_file()
+
+
+def test_import_refuses_scores_that_disagree_by_more_than_a_tenth():
+    here = {"tta": "flip", "tta_accuracy_on_selection": {"none": 70.0, "flip": 70.5}, "metrics": {"s": {"accuracy": 70.5}}}
+    assert mismatches({**here, "tta_accuracy_on_selection": {"none": 70.1, "flip": 70.45}}, here) == []
+    found = mismatches({**here, "tta_accuracy_on_selection": {"none": 70.0, "flip": 70.7}, "metrics": {"s": {"accuracy": 70.7}}}, here)
+    assert len(found) == 2 and "flip TTA" in found[0]
+    assert mismatches(here, None) == ["not evaluated here"]
+
+
+def test_time_budget_stops_training_after_an_epoch_with_the_best_checkpoint_exported(tmp_path):
+    fer2013, _ = make_tiny_data(tmp_path / "data")
+    argv = ["--model", "resnet_fer_fast", "--model-kwargs", '{"widths": [4, 4, 8, 8]}', "--recipe", "ours", "--data", str(fer2013),
+            "--cache-dir", str(tmp_path / "cache"), "--epochs", "5", "--time-budget-min", "0.0001", "--output-dir", str(tmp_path / "runs"),
+            "--export-dir", str(tmp_path / "export"), "--export-half", "--no-progress", "--device", "cpu", "--amp", "on"]
+    assert train.main(argv) == 0
+    last = read_checkpoint(tmp_path / "runs" / "resnet_fer_fast" / "last.pt")
+    assert last["train_state"]["epoch"] == 1 and last["train_state"]["done"]  # 5 planned; the budget ended it after the first
+    exported = read_checkpoint(tmp_path / "export" / "resnet_fer_fast.pt")
+    assert exported["meta"]["epoch"] == 1 and exported["meta"]["config"]["time_budget_min"] == 0.0001
+    assert "fer2013/private_test" in exported["meta"]["metrics"]
+
+
+def test_a_run_without_the_budget_flag_records_none_so_older_runs_still_resume():
+    assert train.parse_args([]).time_budget_min is None and "time_budget_min" in train.RESUMABLE_CHANGES
+
+
+def test_the_deadline_stops_a_late_worker_and_its_best_epoch_so_far_ships_in_fp16(tmp_path):
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    codes = wait_all({"late": sleeper}, deadline=0.0, log=Log(tmp_path / "log"))
+    assert codes == {"late": -signal.SIGTERM} and "still running at the deadline" in (tmp_path / "log").read_text()
+    job = ACCURACY_SET[0]
+    make_checkpoint(tmp_path / "runs" / job.name / "best.pt")
+    path, status = collect(job, codes["late"], tmp_path)
+    assert path == tmp_path / "export" / f"{job.name}.pt" and status.startswith("stopped")
+    assert all(v.dtype == torch.float16 for v in read_checkpoint(path)["state_dict"].values() if v.is_floating_point())
+    assert collect(ACCURACY_SET[1], 1, tmp_path) == (None, "failed (exit 1) before its first epoch ended")
+
+
+def test_packs_hold_train_and_public_test_exactly_with_the_source_fingerprint(tmp_path):
+    for source, codec in zip(make_tiny_data(tmp_path / "data"), ("jpeg", "raw")):
+        original = load_dataset(source, tmp_path / "cache")
+        pack = write_pack(source, tmp_path / f"{original.name}.sprintpack", tmp_path / "cache")
+        packed = load_dataset(pack, tmp_path / "cache")
+        assert (packed.name, packed.classes, packed.fingerprint) == (original.name, original.classes, original.fingerprint)
+        assert set(packed.splits) == {"train", "public_test"}
+        for split, data in packed.splits.items():
+            want = original.splits[split].labelled()
+            assert np.array_equal(data.images, want.images) and np.array_equal(data.labels, want.labels)
+            assert (data.votes is None) == (want.votes is None) and (data.votes is None or np.array_equal(data.votes, want.votes))
+        assert f'"codec": "{codec}"' in str(np.load(pack)["meta"])
+
+
+def test_the_plan_fits_the_lending_rules():
+    assert len({job.name for job in ACCURACY_SET}) == len(ACCURACY_SET) and not any(run_name_problem(j.name) for j in ACCURACY_SET)
+    assert sum(fp16_mib(job) for job in ACCURACY_SET) < (RESULT_FILES - 2) * 15  # checkpoints.tar parts beside summary.json and the log
+    assert all(planned_epochs(job, 6 * 60, smoke=False) >= 40 for job in ACCURACY_SET)
+    calls = device_calls(8, {"fer2013": Path("data/sprint/fer2013.sprintpack"), "ferplus": Path("data/sprint/ferplus.sprintpack")})
+    assert [c["carry"] for c in calls] == [["data/sprint/ferplus.sprintpack"], ["data/sprint/fer2013.sprintpack"]]
+    assert all(len(c["command"]) <= 2000 and c["timeout_s"] <= 600 for c in calls) and "--budget-min 8 " in calls[1]["command"]
+
+
+@pytest.mark.parametrize("job", [job for job in smoke_plan() if any(j.compile and j.model == job.model for j in ACCURACY_SET)], ids=lambda j: j.name)
+def test_compiled_jobs_trace_and_train_channels_last_in_bf16_on_cpu(job):
+    """As far as a CPU goes: dynamo traces the model (eager backend: no C++ compiler), forward and backward in bf16, channels_last."""
+    torch._dynamo.reset()
+    model = create_model(job.model, num_classes=7, **job.model_kwargs).to(memory_format=torch.channels_last)
+    compiled = torch.compile(model, backend="eager")
+    x = torch.randn(4, 1, 40, 40).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        compiled(x).float().sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+CASES = [
+    ({"input_size": 48, "mean": 0.5, "std": 0.25}, PREPROCESSING),
+    ({"input_size": 4}, PREPROCESSING),
+    ({"std": 0}, PREPROCESSING),
+    ({"mean": float("nan")}, PREPROCESSING),
+    ({"input_size": True}, PREPROCESSING),
+    ({"format": "emoji-mirror-checkpoint", "arch": "x", "classes": ["happy", "sad"], "state_dict": {"w": 1}}, CHECKPOINT_SCHEMA),
+    ({"format": "emoji-mirror-checkpoint", "arch": "x", "classes": ["happy", "happy"], "state_dict": {"w": 1}}, CHECKPOINT_SCHEMA),
+    ({"format": "emoji-mirror-checkpoint", "arch": "x", "classes": ["happy", "bored"], "state_dict": {"w": 1}}, CHECKPOINT_SCHEMA),
+    ({"format": "other", "arch": "x", "classes": ["happy", "sad"], "state_dict": {"w": 1}}, CHECKPOINT_SCHEMA),
+    ({"format": "emoji-mirror-checkpoint", "arch": "x", "classes": ["happy", "sad"], "state_dict": {}}, CHECKPOINT_SCHEMA),
+    ({"format": "emoji-mirror-checkpoint", "classes": ["happy", "sad"], "state_dict": {"w": 1}}, CHECKPOINT_SCHEMA),
+    ({"format": "emoji-mirror-checkpoint", "arch": "x", "classes": ["happy", "sad"], "state_dict": {"w": 1},
+      "meta": {"metrics": {"a": {"accuracy": 101}}}}, CHECKPOINT_SCHEMA),
+    ({"widths": [8, 8]}, {"type": "object", "properties": {"widths": {"type": "array", "maxItems": 1}}, "additionalProperties": False}),
+    ({"depth": 2}, {"type": "object", "properties": {"widths": {}}, "additionalProperties": False}),
+]
+
+
+@pytest.mark.parametrize("instance,schema", CASES)
+def test_the_fallback_schema_checker_agrees_with_jsonschema(instance, schema):
+    """Where jsonschema is missing (the GPU machine) checkpoints are still checked, with the same verdicts."""
+    assert _validator() is not None  # this machine has jsonschema: compare the two
+    assert (first_problem(instance, schema) is None) == (schema_problem(instance, schema) is None)

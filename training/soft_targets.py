@@ -1,0 +1,86 @@
+"""A teacher's soft labels for the training faces, computed once: `python -m training.soft_targets --ensemble A,B,C --data PATH --out FILE.npz`.
+
+The file holds the mean of the members' class probabilities (with a TTA mode) for every labelled training face, in
+the order training.data gives them, plus the data fingerprint and the classes, so `training.train --teacher FILE`
+can refuse a file made for other data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from emoji_mirror.checkpoint import CheckpointError, load_model
+from emoji_mirror.paths import resolve_checkpoint
+from emoji_mirror.preprocessing import TTA_MODES
+
+from .data import DataError, FaceDataset, load_dataset
+from .scoring import split_probabilities
+
+
+def ensemble_probabilities(members: list[str], dataset: FaceDataset, tta: str, device: str = "cpu") -> np.ndarray:
+    """(N, C) mean class probabilities of the members on the labelled training faces."""
+    images = dataset.splits["train"].labelled().images
+    probs = []
+    for spec in members:
+        loaded = load_model(resolve_checkpoint(spec), device)
+        if tuple(loaded.classes) != tuple(dataset.classes):
+            raise CheckpointError(f"teacher {spec} has classes {list(loaded.classes)}, the data has {list(dataset.classes)}")
+        probs.append(split_probabilities(loaded.model, images, loaded.preprocessing, device, tta))
+    return np.mean(probs, axis=0)
+
+
+def save_soft_targets(path: Path, probs: np.ndarray, dataset: FaceDataset, members: list[str], tta: str) -> None:
+    """Write the soft labels with what they belong to (atomically: a temporary file, then a rename)."""
+    info = {"dataset": dataset.name, "fingerprint": dataset.fingerprint, "classes": list(dataset.classes), "members": members, "tta": tta}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, probs=probs.astype(np.float32), info=np.array(json.dumps(info)))
+    tmp.replace(path)
+
+
+def load_soft_targets(path: str | Path, dataset: FaceDataset) -> np.ndarray:
+    """(N, C) soft labels for the dataset's labelled training faces; DataError when the file is for other data."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            probs, info = archive["probs"], json.loads(str(archive["info"]))
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataError(f"--teacher {path}: not a soft-label file from `python -m training.soft_targets` ({exc})") from None
+    expected = (len(dataset.splits["train"].labelled()), len(dataset.classes))
+    if info.get("fingerprint") != dataset.fingerprint or probs.shape != expected:
+        raise DataError(f"--teacher {path} was made for other data ({info.get('dataset')}, fingerprint {str(info.get('fingerprint'))[:12]}, "
+                        f"shape {probs.shape}); this run's is {dataset.name} {dataset.fingerprint[:12]} {expected}")
+    if not np.all(np.isfinite(probs)) or np.any(probs < 0) or not np.allclose(probs.sum(1), 1, atol=1e-3):
+        raise DataError(f"--teacher {path}: rows are not probability distributions")
+    return probs
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.soft_targets", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ensemble", required=True, help="comma-separated checkpoints (names or paths) whose mean is the teacher")
+    p.add_argument("--data", help="the training data (default: $EMOJI_MIRROR_DATA)")
+    p.add_argument("--cache-dir", help="decoded-data cache (default: $EMOJI_MIRROR_CACHE or ~/.cache/emoji_mirror)")
+    p.add_argument("--tta", choices=TTA_MODES, default="flip", help="test-time augmentation of the teacher")
+    p.add_argument("--out", type=Path, required=True, help="the .npz file to write")
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    members = [m.strip() for m in args.ensemble.split(",") if m.strip()]
+    try:
+        dataset = load_dataset(args.data, args.cache_dir)
+        probs = ensemble_probabilities(members, dataset, args.tta, args.device)
+    except (DataError, CheckpointError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    save_soft_targets(args.out, probs, dataset, members, args.tta)
+    agree = float((probs.argmax(1) == dataset.splits["train"].labelled().labels).mean() * 100)
+    print(f"wrote {args.out}: {probs.shape[0]} soft labels from {', '.join(members)} (TTA {args.tta}); they agree with the labels on {agree:.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,343 @@
+"""Train the accuracy set concurrently on one GPU inside a wall-clock budget: `python -m training.sprint --budget-min 8 --out DIR`.
+
+Also `--pack` (make the data packs here and print the device calls), `--import DIR` (bring a sprint's results home)
+and `--smoke` (the whole path on this CPU in seconds). See README, "GPU sprint".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emoji_mirror.checkpoint import CheckpointError, atomic_torch_save, first_line, load_model, read_checkpoint
+
+from .data import DataError, load_dataset, resolve_data_path
+from .evaluate import choose_tta, labelled_splits
+from .model_card import render_card
+from .scoring import score, split_probabilities
+from .sprint_device import PACK_DIR, RESULT_FILE_MIB, RESULT_FILES, device_calls, travel_report
+from .sprint_pack import SUFFIX, describe, write_pack
+from .sprint_plan import ACCURACY_SET, ENSEMBLE_NAME, EVAL_RESERVE_S, Job, planned_epochs, smoke_plan, train_command
+from .train import pick_device
+
+FORMAT = "emoji-mirror-sprint"
+BUNDLE = "checkpoints.tar"
+PART_BYTES = 15 * 2**20  # each returned file stays under the 16 MiB limit
+WORKER_STARTUP_S = 15.0  # a worker's import, data load and CUDA start, before its own budget clock runs
+KILL_GRACE_S = 10.0
+
+
+class Log:
+    """The sprint's log: printed and kept in a file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+
+    def __call__(self, line: str) -> None:
+        stamped = f"[sprint {datetime.now().strftime('%H:%M:%S')}] {line}"
+        print(stamped, flush=True)
+        with self.path.open("a") as f:
+            f.write(stamped + "\n")
+
+
+# ---------------------------------------------------------------- training the jobs concurrently
+
+
+def launch(jobs: list[Job], packs: dict[str, Path], epochs: dict[str, int], budget_min: float, work: Path, args, log: Log) -> dict:
+    """Start one `training.train` process per job (each gets the card in turn, and a share of the CPU threads)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // len(jobs)))}
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    procs = {}
+    for job in jobs:
+        cmd = train_command(job, str(packs[job.dataset]), epochs[job.name], budget_min, str(work), args.cache_dir, args.device)
+        log(f"{job.name}: {epochs[job.name]} epochs planned (est. {job.epoch_seconds:g} s each), budget {budget_min:.2f} min"
+            f"{', compiled' if job.compile else ''}")
+        with (work / "logs" / f"{job.name}.log").open("w") as out:
+            procs[job.name] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return procs
+
+
+def wait_all(procs: dict[str, subprocess.Popen], deadline: float, log: Log) -> dict[str, int]:
+    """Wait for every process; at the deadline, stop the rest (SIGTERM, then SIGKILL). Returns each one's exit code.
+
+    Interrupted (Ctrl-C), it stops them all before passing the interrupt on: they run in their own sessions."""
+    try:
+        while any(p.poll() is None for p in procs.values()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+    except BaseException:
+        for p in procs.values():
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+        raise
+    late = [name for name, p in procs.items() if p.poll() is None]
+    for name in late:
+        log(f"{name}: still running at the deadline; stopping it (its best epoch so far is kept)")
+        os.killpg(procs[name].pid, signal.SIGTERM)
+    for name in late:
+        try:
+            procs[name].wait(KILL_GRACE_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(procs[name].pid, signal.SIGKILL)
+            procs[name].wait()
+    return {name: p.returncode for name, p in procs.items()}
+
+
+def collect(job: Job, returncode: int, work: Path) -> tuple[Path | None, str]:
+    """The job's fp16 checkpoint and how the run ended; a run stopped or crashed mid-way ships its best epoch so far."""
+    export, best = work / "export" / f"{job.name}.pt", work / "runs" / job.name / "best.pt"
+    if returncode == 0 and export.is_file():
+        return export, "finished"
+    if not best.is_file():
+        return None, f"failed (exit {returncode}) before its first epoch ended"
+    payload = read_checkpoint(best)
+    payload["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    atomic_torch_save(payload, export)
+    return export, f"stopped (exit {returncode}); best epoch so far kept"
+
+
+def epoch_times(work: Path, name: str) -> dict:
+    """Epochs run, and the first epoch's seconds (compile included) against the median of the rest, from the run's log."""
+    path = work / "runs" / name / "metrics.jsonl"
+    history = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    rest = [r["seconds"] for r in history[1:]]
+    return {"epochs_run": len(history), "first_epoch_seconds": round(history[0]["seconds"], 2) if history else None,
+            "median_epoch_seconds": round(statistics.median(rest), 2) if rest else None}
+
+
+# ---------------------------------------------------------------- scoring on the device (selection split; TTA chosen there)
+
+
+class Scorer:
+    """Class probabilities per (model, split, TTA mode), computed once, for single models and the ensemble."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.cache = device, {}
+
+    def probabilities(self, loaded, name: str, split: str, images: np.ndarray, tta: str) -> np.ndarray:
+        key = (name, split, tta)
+        if key not in self.cache:
+            self.cache[key] = split_probabilities(loaded.model, images, loaded.preprocessing, self.device, tta)
+        return self.cache[key]
+
+
+def score_entry(probabilities, scored: dict, selection: str) -> dict:
+    """TTA chosen on the selection split, every mode's accuracy there, and the metrics of every scored split with it."""
+    tta, tta_scores = choose_tta(lambda _images, mode: probabilities(selection, mode), *scored[selection])
+    metrics = {split: score(probabilities(split, tta), labels) for split, (_, labels) in scored.items()}
+    return {"selection_split": selection, "tta": tta, "tta_accuracy_on_selection": tta_scores, "metrics": metrics}
+
+
+def evaluate_all(done: dict[str, Path], plan: dict[str, Job], datasets: dict, device: torch.device, log: Log) -> tuple[list, list]:
+    """Score every returned checkpoint on the splits the device has (selection split at least), and the FER2013 ensemble.
+
+    A checkpoint that cannot be scored is left out of `done` (and so of what returns), with the reason logged."""
+    scorer, entries, loaded_models = Scorer(device), {}, {}
+    for name, path in list(done.items()):
+        try:
+            loaded = loaded_models[name] = load_model(path, device)
+            scored = labelled_splits(datasets[plan[name].dataset], path)
+            entries[name] = score_entry(lambda split, mode, l=loaded, n=name, s=scored: scorer.probabilities(l, n, split, s[split][0], mode),
+                                        scored, loaded.meta["selection_split"])
+        except (CheckpointError, DataError, RuntimeError) as exc:
+            log(f"{name}: cannot be scored ({first_line(exc)}); left out")
+            del done[name]
+            continue
+        log(f"{name}: {entries[name]['selection_split']} {entries[name]['metrics'][entries[name]['selection_split']]['accuracy']:.2f}% "
+            f"(TTA {entries[name]['tta']}; by mode {entries[name]['tta_accuracy_on_selection']})")
+    ensembles = []
+    members = [n for n in done if plan[n].ensemble]
+    if len(members) >= 2:
+        scored = labelled_splits(datasets["fer2013"], ENSEMBLE_NAME)
+
+        def mean_probabilities(split, mode):
+            return np.mean([scorer.probabilities(loaded_models[n], n, split, scored[split][0], mode) for n in members], axis=0)
+
+        entry = {"name": ENSEMBLE_NAME, "members": members, **score_entry(mean_probabilities, scored, entries[members[0]]["selection_split"])}
+        ensembles.append(entry)
+        log(f"{ENSEMBLE_NAME} of {', '.join(members)}: {entry['selection_split']} "
+            f"{entry['metrics'][entry['selection_split']]['accuracy']:.2f}% (TTA {entry['tta']})")
+    return [{"name": n, **e} for n, e in entries.items()], ensembles
+
+
+# ---------------------------------------------------------------- what comes back
+
+
+def bundle(paths: list[Path], out: Path) -> list[str]:
+    """Tar the checkpoints and cards, split into parts under the per-file limit: out/checkpoints.tar.000, .001, ... (old parts removed)."""
+    for stale in out.glob(f"{BUNDLE}.*"):
+        stale.unlink()
+    with tempfile.TemporaryDirectory() as tmp:
+        tar_path = Path(tmp) / BUNDLE
+        with tarfile.open(tar_path, "w") as tar:
+            for path in paths:
+                tar.add(path, arcname=path.name)
+        names = []
+        with tar_path.open("rb") as f:
+            while chunk := f.read(PART_BYTES):
+                names.append(f"{BUNDLE}.{len(names):03d}")
+                (out / names[-1]).write_bytes(chunk)
+    if len(names) > RESULT_FILES - 2:
+        raise DataError(f"the checkpoints need {len(names)} parts; only {RESULT_FILES - 2} fit beside summary.json and sprint.log")
+    return names
+
+
+def run(args, plan: tuple[Job, ...]) -> int:
+    """The sprint: unpack the data, train every job concurrently inside the budget, score, and write at most 8 files to --out."""
+    started, clock = datetime.now(timezone.utc), time.monotonic()
+    Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    work, out = Path(tempfile.mkdtemp(prefix="sprint-", dir=args.workdir)), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = Log(work / "sprint.log")
+    device = pick_device(args.device)
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    log(f"torch {torch.__version__} on {device_name}; budget {args.budget_min:g} min; {len(plan)} jobs{' (smoke)' if args.smoke else ''}")
+    packs, datasets = {}, {}
+    for name in sorted({job.dataset for job in plan}):
+        pack = Path(args.packs) / f"{name}{SUFFIX}"
+        if not pack.is_file():
+            log(f"{pack} is missing: its jobs are skipped (make it with `python -m training.sprint --pack`)")
+            continue
+        packs[name], datasets[name] = pack, load_dataset(pack, args.cache_dir)  # decoded once; the workers read the cache
+        log(f"{describe(pack)}; decoded at {time.monotonic() - clock:.0f} s")
+    jobs = [job for job in plan if job.dataset in datasets]
+    if not jobs:
+        raise DataError(f"no data pack in {args.packs}: nothing to train")
+    train_seconds = args.budget_min * 60 - (time.monotonic() - clock) - EVAL_RESERVE_S
+    if train_seconds <= WORKER_STARTUP_S:
+        raise DataError(f"--budget-min {args.budget_min:g} leaves no time to train after unpacking and the {EVAL_RESERVE_S:.0f} s reserve")
+    epochs = {job.name: planned_epochs(job, train_seconds - WORKER_STARTUP_S, args.smoke) for job in jobs}
+    procs = launch(jobs, packs, epochs, (train_seconds - WORKER_STARTUP_S) / 60, work, args, log)
+    codes = wait_all(procs, clock + args.budget_min * 60 - EVAL_RESERVE_S / 2, log)
+    plan_by_name, done, reports = {job.name: job for job in jobs}, {}, {}
+    for job in jobs:
+        path, status = collect(job, codes[job.name], work)
+        reports[job.name] = {"status": status, "returncode": codes[job.name], "epochs_planned": epochs[job.name], **epoch_times(work, job.name)}
+        if status == "finished" and reports[job.name]["epochs_run"] < epochs[job.name]:
+            reports[job.name]["status"] = status = "finished early on its time budget; best epoch kept"
+        log(f"{job.name}: {status}; {reports[job.name]['epochs_run']} of {epochs[job.name]} epochs "
+            f"(first {reports[job.name]['first_epoch_seconds']} s, then median {reports[job.name]['median_epoch_seconds']} s)")
+        if path is not None:
+            done[job.name] = path
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # scores the CPU can reproduce (--import)
+    singles, ensembles = evaluate_all(done, plan_by_name, datasets, device, log)
+    for name, path in done.items():
+        path.with_suffix(".md").write_text(render_card(path))
+    parts = bundle([p for path in done.values() for p in (path, path.with_suffix(".md"))], out)
+    models = [{**entry, "arch": plan_by_name[entry["name"]].model, "dataset": plan_by_name[entry["name"]].dataset,
+               "job": asdict(plan_by_name[entry["name"]]), **reports[entry["name"]]} for entry in singles]
+    failed = [{"name": name, "job": asdict(plan_by_name[name]), **reports[name]} for name in reports if name not in done]  # incl. unscorable
+    summary = {"format": FORMAT, "version": 1, "started": started.isoformat(timespec="seconds"), "device": device_name,
+               "torch": torch.__version__, "budget_min": args.budget_min, "train_seconds": round(train_seconds, 1), "smoke": args.smoke,
+               "models": models, "failed": failed, "ensembles": ensembles, "bundle": parts,
+               "wall_seconds": round(time.monotonic() - clock, 1)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    log(f"wrote {out}: summary.json, sprint.log, {', '.join(parts)} in {summary['wall_seconds']:.0f} s of {args.budget_min * 60:.0f}")
+    logs = [log.path.read_text()] + [f"\n===== {job.name} =====\n" + (work / "logs" / f"{job.name}.log").read_text() for job in jobs]
+    (out / "sprint.log").write_text("".join(logs))
+    return 1 if failed else 0
+
+
+# ---------------------------------------------------------------- pack, smoke, command line
+
+
+def pack(args) -> int:
+    """Make (or keep, when newer than their sources) the data packs, then print what travels and the exact device calls."""
+    sources = {"fer2013": args.data, "ferplus": args.ferplus}
+    packs = {}
+    for name, source in sources.items():
+        if not source:
+            continue
+        path, src = Path(args.packs) / f"{name}{SUFFIX}", resolve_data_path(source)
+        if not path.is_file() or path.stat().st_mtime < src.stat().st_mtime:
+            print(f"packing {src} ...", flush=True)
+            write_pack(src, path, args.cache_dir)
+        packs[name] = path
+        print(describe(path))
+    if "fer2013" not in packs:
+        raise DataError("--pack needs FER2013: pass --data PATH (and --ferplus PATH for the FER+ job)")
+    report, fits = travel_report(device_calls(args.budget_min, packs))
+    print(report)
+    return 0 if fits else 1
+
+
+def smoke(args) -> int:
+    """The whole path on this CPU in seconds: tiny data, packed; the sprint's jobs at tiny widths, 2 epochs; then --import."""
+    from .sprint_import import import_sprint
+    from .sprint_smoke import make_tiny_data
+
+    root = Path(args.workdir)
+    fer2013, ferplus = make_tiny_data(root / "data")
+    args.packs, args.cache_dir, args.out, args.workdir = str(root / "packs"), str(root / "cache"), str(root / "out"), str(root / "work")
+    for name, source in (("fer2013", fer2013), ("ferplus", ferplus)):
+        write_pack(source, Path(args.packs) / f"{name}{SUFFIX}", args.cache_dir)
+    code = run(args, smoke_plan())
+    returned = sorted(Path(args.out).iterdir())
+    too_big = [p.name for p in returned if p.stat().st_size > RESULT_FILE_MIB * 2**20]
+    if len(returned) > RESULT_FILES or too_big:
+        raise DataError(f"{args.out} holds {len(returned)} files ({', '.join(too_big) or 'none'} too big): more than a device call returns")
+    return code or import_sprint(Path(args.out), fer2013, ferplus, args.cache_dir, root / "checkpoints", root / "results", root / "import", latency=False)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m training.sprint", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--pack", action="store_true", help="make the data packs in --packs from --data/--ferplus; print sizes and the device calls")
+    mode.add_argument("--import", dest="import_dir", metavar="DIR", help="re-evaluate a sprint's returned files here, check them, install them")
+    mode.add_argument("--smoke", action="store_true", help="the whole path on this CPU with tiny data and models (tmp --workdir)")
+    p.add_argument("--budget-min", type=float, default=8.0, help="wall-clock minutes for the whole sprint (training stops on it, not on a crash)")
+    p.add_argument("--out", default=os.environ.get("OUT", "runs/sprint_out"), help="where the (at most 8) returned files go (default: $OUT)")
+    p.add_argument("--packs", default=PACK_DIR, help="folder of the *.sprintpack files")
+    p.add_argument("--workdir", default=None, help="scratch folder (runs, logs; default runs/sprint, or a temporary one for --smoke)")
+    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), or a torch device string")
+    p.add_argument("--cache-dir", default=None, help="decoded-data cache (default: $EMOJI_MIRROR_CACHE or ~/.cache/emoji_mirror)")
+    p.add_argument("--data", default=os.environ.get("EMOJI_MIRROR_DATA"), help="FER2013 zip/folder/csv (--pack, --import)")
+    p.add_argument("--ferplus", default=None, help="FER+ zip or folder (--pack, --import)")
+    p.add_argument("--checkpoint-dir", default="checkpoints", help="--import: where the checkpoints, cards and default.json go")
+    p.add_argument("--results", default="results", help="--import: the results folder whose summary.json is merged")
+    p.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True, help="--import: measure CPU ms per face (the default rule needs it)")
+    args = p.parse_args(argv)
+    if args.budget_min <= 0:
+        p.error(f"--budget-min must be positive (got {args.budget_min:g})")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.pack:
+            return pack(args)
+        if args.import_dir:
+            from .sprint_import import import_sprint
+
+            return import_sprint(Path(args.import_dir), args.data, args.ferplus, args.cache_dir, Path(args.checkpoint_dir),
+                                 Path(args.results), Path(args.workdir or "runs/sprint_import"), args.latency)
+        if args.smoke:
+            torch.set_num_threads(1)  # tiny tensors: more threads only wait on each other (the workers get one each too)
+            with tempfile.TemporaryDirectory(prefix="sprint-smoke-") as tmp:
+                args.workdir, args.device = args.workdir or tmp, "cpu"
+                return smoke(args)
+        args.workdir = args.workdir or "runs/sprint"
+        return run(args, ACCURACY_SET)
+    except (DataError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

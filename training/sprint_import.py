@@ -1,0 +1,138 @@
+"""Bring a GPU sprint home: re-evaluate its checkpoints here on the full data, check them against its numbers, install them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from emoji_mirror.checkpoint import atomic_torch_save, load_model, read_checkpoint
+from emoji_mirror.paths import REPO_ROOT
+
+from . import evaluate, report
+from .data import DataError
+from .model_card import render_card
+from .scoring import score, split_probabilities
+from .sprint_device import FER2013_PACK_MIB, TRAVEL_LIMIT_MIB, tree_bytes
+
+TOLERANCE = 0.1  # accuracy points between the device's scores and this machine's
+SPRINT_FORMAT = "emoji-mirror-sprint"
+
+
+def unbundle(src: Path, parts: list[str], staging: Path) -> list[Path]:
+    """Join the returned parts, check and extract the tar (plain files, no paths) into the (new) staging folder; the *.pt found."""
+    missing = [p for p in parts if not (src / p).is_file()]
+    if missing:
+        raise DataError(f"{src} lacks {', '.join(missing)} of the checkpoint bundle")
+    staging.mkdir(parents=True)
+    joined = staging / "bundle.tar"
+    with joined.open("wb") as f:
+        for part in parts:
+            f.write((src / part).read_bytes())
+    with tarfile.open(joined) as tar:
+        for member in tar.getmembers():
+            if not member.isfile() or Path(member.name).name != member.name:
+                raise DataError(f"{src}: the bundle holds {member.name!r}, not a plain file name")
+        tar.extractall(staging, filter="data")
+    joined.unlink()
+    return sorted(staging.glob("*.pt"))
+
+
+def complete_checkpoint(path: Path, datasets: evaluate.Datasets) -> None:
+    """Score the splits the device did not have (PrivateTest, FER+ test; no TTA, as training does) into the checkpoint, and rewrite its card."""
+    loaded = load_model(path)
+    dataset = evaluate.member_dataset(loaded, datasets, path)
+    payload = read_checkpoint(path)
+    metrics = payload["meta"]["metrics"]
+    for split, (images, labels) in evaluate.labelled_splits(dataset, path).items():
+        if split not in metrics:
+            metrics[split] = score(split_probabilities(loaded.model, images, loaded.preprocessing), labels)
+    atomic_torch_save(payload, path)
+    path.with_suffix(".md").write_text(render_card(path))
+
+
+def mismatches(device: dict, here: dict | None) -> list[str]:
+    """How the device's scores of one entry differ from this machine's by more than the tolerance (none: they agree)."""
+    if here is None:
+        return ["not evaluated here"]
+    found = [f"{mode} TTA on the selection split: {acc:.2f} there, {here['tta_accuracy_on_selection'].get(mode, float('nan')):.2f} here"
+             for mode, acc in device["tta_accuracy_on_selection"].items()
+             if not abs(acc - here["tta_accuracy_on_selection"].get(mode, float("inf"))) <= TOLERANCE]
+    if device["tta"] == here["tta"]:
+        found += [f"{split}: {m['accuracy']:.2f} there, {here['metrics'][split]['accuracy']:.2f} here"
+                  for split, m in device["metrics"].items()
+                  if split in here["metrics"] and not abs(m["accuracy"] - here["metrics"][split]["accuracy"]) <= TOLERANCE]
+    return found
+
+
+def display(path: Path) -> str:
+    path = path.resolve()
+    return path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def install(entries: list[dict], staging: Path, staged_results: Path, checkpoint_dir: Path, results_dir: Path) -> None:
+    """Copy the accepted checkpoints, cards and result files home, merge results/summary.json and apply the default rule."""
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    for entry in entries:
+        names = entry.get("members") or [entry["name"]]
+        if not entry.get("members"):
+            for suffix in (".pt", ".md"):
+                target = checkpoint_dir / f"{entry['name']}{suffix}"
+                print(f"{'replaced' if target.exists() else 'added'} {target}")
+                shutil.copy2(staging / f"{entry['name']}{suffix}", target)
+        entry["checkpoint"] = " + ".join(display(checkpoint_dir / f"{n}.pt") for n in names)
+        for image in [*entry.get("images", {}).values(), f"per_class_{entry['name']}.csv"]:
+            shutil.copy2(staged_results / image, results_dir / image)
+    models = evaluate.merge_models(evaluate.read_summary(results_dir / evaluate.SUMMARY_FILE), entries)
+    report.save_figure(report.comparison_figure(models), results_dir / evaluate.COMPARISON_FILE)
+    summary = {"generated": datetime.now(timezone.utc).isoformat(timespec="seconds"), "models": models,
+               "images": {"comparison": evaluate.COMPARISON_FILE}}
+    report.write_atomic(results_dir / evaluate.SUMMARY_FILE, json.dumps(summary, indent=2).encode())
+    report.write_atomic(results_dir / evaluate.MARKDOWN_FILE, evaluate.results_markdown(models).encode())
+    print(f"merged {len(entries)} entries into {results_dir / evaluate.SUMMARY_FILE} ({len(models)} models)")
+    evaluate.write_default(models, checkpoint_dir / "default.json")
+
+
+def import_sprint(src: Path, data, ferplus, cache_dir, checkpoint_dir: Path, results_dir: Path, workdir: Path, latency: bool = True) -> int:
+    """Re-evaluate, check (±0.1 accuracy points) and install what a sprint returned; 1 when anything was refused."""
+    try:
+        sprint = json.loads((src / "summary.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{src}/summary.json is not a readable sprint summary: {exc}") from exc
+    if sprint.get("format") != SPRINT_FORMAT:
+        raise DataError(f"{src}/summary.json was not written by `python -m training.sprint`")
+    workdir.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix="sprint-import-", dir=workdir))
+    staging, staged_results = stage / "checkpoints", stage / "results"
+    unbundle(src, sprint["bundle"], staging)
+    datasets = evaluate.Datasets(data, ferplus, cache_dir)
+    for model in sprint["models"]:
+        complete_checkpoint(staging / f"{model['name']}.pt", datasets)
+    argv = ["--checkpoints", *(str(staging / f"{m['name']}.pt") for m in sprint["models"]), "--out", str(staged_results), "--fresh", "--tta", "auto"]
+    argv += [a for e in sprint["ensembles"] for a in ("--ensemble", f"{e['name']}=" + ",".join(str(staging / f"{n}.pt") for n in e["members"]))]
+    argv += [a for flag, value in (("--data", data), ("--ferplus", ferplus), ("--cache-dir", cache_dir)) if value for a in (flag, str(value))]
+    evaluated = evaluate.main(argv + ([] if latency else ["--no-latency"]))
+    staged = {e["name"]: e for e in evaluate.read_summary(staged_results / evaluate.SUMMARY_FILE)}
+    accepted, refused = [], {}
+    for entry in sprint["models"] + sprint["ensembles"]:
+        problems = mismatches(entry, staged.get(entry["name"]))
+        problems += [f"member {m} refused" for m in entry.get("members", []) if m in refused]
+        if problems:
+            refused[entry["name"]] = problems
+            print(f"refused {entry['name']}: " + "; ".join(problems))
+        else:
+            accepted.append(staged[entry["name"]])
+            print(f"checked {entry['name']}: the device's scores agree within {TOLERANCE} points")
+    if accepted:
+        install(accepted, staging, staged_results, checkpoint_dir, results_dir)
+    for job in sprint["failed"]:
+        print(f"not returned: {job['name']} ({job['status']})")
+    tree = tree_bytes() / 2**20
+    if tree + FER2013_PACK_MIB > TRAVEL_LIMIT_MIB:
+        print(f"warning: the working tree is now {tree:.1f} MiB; with the {FER2013_PACK_MIB:g} MiB FER2013 pack a sprint call exceeds "
+              f"{TRAVEL_LIMIT_MIB:.0f} MiB until large checkpoints leave the tracked tree")
+    return 1 if refused or evaluated != 0 or sprint["failed"] else 0

@@ -1,0 +1,82 @@
+"""What a GPU sprint trains: the accuracy set, each model's estimated epoch time on a shared H100, and its training command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field, replace
+
+from emoji_mirror.models import count_params, create_model
+
+ENSEMBLE_NAME = "ensemble_gpu"
+EVAL_RESERVE_S = 60.0  # seconds kept after training for scoring, model cards and the bundle
+SMOKE_EPOCHS = 2
+
+
+@dataclass(frozen=True)
+class Job:
+    """One model of the sprint, trained by its own `python -m training.train` process."""
+
+    name: str
+    model: str
+    dataset: str  # which pack: fer2013 or ferplus
+    recipe: str = "ours"
+    seed: int = 0
+    targets: str = "labels"
+    compile: bool = False
+    ensemble: bool = False  # a member of the FER2013 ensemble
+    epoch_seconds: float = 6.0  # ESTIMATE: wall seconds per epoch (+ selection scoring) on one H100 shared by the whole plan
+    model_kwargs: dict = field(default_factory=dict)
+
+
+# Estimates until a sprint has measured them (its summary.json records each model's real epoch seconds).
+ACCURACY_SET = (
+    Job("resnet18_fer_gpu", "resnet18_fer", "fer2013", ensemble=True, epoch_seconds=7.0),
+    Job("resnet_fer_small_gpu_s0", "resnet_fer_small", "fer2013", ensemble=True, epoch_seconds=5.0),
+    # The same model and recipe compiled, seed 1: the sprint's log measures what torch.compile costs and saves.
+    Job("resnet_fer_small_gpu_s1", "resnet_fer_small", "fer2013", seed=1, compile=True, ensemble=True, epoch_seconds=5.0),
+    Job("attention_cnn_gpu", "attention_cnn", "fer2013", ensemble=True, epoch_seconds=5.0),
+    Job("resnet_fer_fast_camera_gpu", "resnet_fer_fast", "fer2013", recipe="camera", epoch_seconds=4.0),  # for the app: < 2 ms/face on CPU
+    Job("resnet18_fer_ferplus", "resnet18_fer", "ferplus", targets="votes", epoch_seconds=6.5),
+    Job("vit_tiny_ours", "vit_tiny", "fer2013", epoch_seconds=6.0),
+)
+
+# Tiny widths for the CPU smoke: the same architectures, jobs and code path, in seconds.
+SMOKE_KWARGS = {
+    "resnet18_fer": {"widths": [8, 8, 8, 8]},
+    "resnet_fer_small": {"widths": [4, 8, 8, 8]},
+    "resnet_fer_fast": {"widths": [4, 4, 8, 8]},
+    "attention_cnn": {"widths": [4, 8, 8]},
+    "vit_tiny": {"depth": 1, "num_heads": 1, "embed_dim": 16},
+}
+
+
+def smoke_plan() -> tuple[Job, ...]:
+    """The accuracy set at smoke size: tiny widths, no compile (the CPU smoke must take seconds)."""
+    return tuple(replace(job, model_kwargs=SMOKE_KWARGS[job.model], compile=False) for job in ACCURACY_SET)
+
+
+def planned_epochs(job: Job, train_seconds: float, smoke: bool) -> int:
+    """Epochs whose cosine schedule ends inside the training time, from the job's estimated epoch seconds (at least 1)."""
+    return SMOKE_EPOCHS if smoke else max(1, int(train_seconds / job.epoch_seconds))
+
+
+def fp16_mib(job: Job) -> float:
+    """The size of the job's fp16 checkpoint, in MiB (weights only; metadata adds a few kB)."""
+    classes = 8 if job.dataset == "ferplus" else 7
+    return 2 * count_params(create_model(job.model, num_classes=classes, **job.model_kwargs)) / 2**20
+
+
+def train_command(job: Job, pack: str, epochs: int, budget_min: float, work: str, cache_dir: str | None, device: str) -> list[str]:
+    """The `python -m training.train` command line that trains one job into work/runs and exports it, fp16, to work/export."""
+    cmd = [sys.executable, "-m", "training.train", "--model", job.model, "--name", job.name, "--recipe", job.recipe,
+           "--data", pack, "--seed", str(job.seed), "--epochs", str(epochs), "--time-budget-min", f"{budget_min:.3f}",
+           "--targets", job.targets, "--select-on", "public_test", "--device", device, "--output-dir", f"{work}/runs",
+           "--export-dir", f"{work}/export", "--export-half", "--no-progress"]
+    if job.model_kwargs:
+        cmd += ["--model-kwargs", json.dumps(job.model_kwargs)]
+    if job.compile:
+        cmd.append("--compile")
+    if cache_dir:
+        cmd += ["--cache-dir", cache_dir]
+    return cmd
