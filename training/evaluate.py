@@ -224,12 +224,12 @@ def member_dataset(loaded: LoadedModel, datasets: Datasets, path: Path) -> FaceD
     return dataset
 
 
-def score_splits(probabilities, scored: dict, selection: str, tta_flag: str, classes) -> tuple[str, dict, dict, dict, dict]:
+def score_splits(probabilities, scored: dict, selection: str | None, dataset: FaceDataset, tta_flag: str, classes) -> tuple[str, dict, dict, dict, dict]:
     """(TTA used, metrics, per-class, confusion, TTA accuracy per mode on the selection split) for every scored split."""
     tta_scores = {}
     tta = tta_flag
     if tta_flag == "auto":
-        tta, tta_scores = choose_tta(probabilities, *scored[selection])
+        tta, tta_scores = choose_tta(probabilities, *scored[selection_key(selection, dataset, scored)])
     metrics, per_class, confusion = {}, {}, {}
     for split, (images, labels) in scored.items():
         metrics[split], per_class[split], confusion[split] = split_report(probabilities(images, tta), labels, classes)
@@ -258,7 +258,7 @@ def evaluate_checkpoint(given: str, path: Path, datasets: Datasets, args: argpar
         return split_probabilities(loaded.model, images, loaded.preprocessing, device, tta)
 
     tta, metrics, per_class, confusion, tta_scores = score_splits(
-        probabilities, scored, selection_key(selection, dataset, scored) if args.tta == "auto" else None, args.tta, loaded.classes)
+        probabilities, scored, selection, dataset, args.tta, loaded.classes)
     images_written = write_confusion(name, loaded.arch, tta, selection, loaded.classes, metrics, per_class, confusion, out)
     images_written["attention"] = f"attention_{name}.png"
     write_attention(loaded, dataset, scored, device, name, out / images_written["attention"])
@@ -313,7 +313,7 @@ def evaluate_ensemble(specs: list[str], name: str, datasets: Datasets, args: arg
         return np.mean(per_member, axis=0)
 
     tta, metrics, per_class, confusion, tta_scores = score_splits(
-        probabilities, scored, selection_key(selection, dataset, scored) if args.tta == "auto" else None, args.tta, first.classes)
+        probabilities, scored, selection, dataset, args.tta, first.classes)
     arch = "ensemble(" + " + ".join(loaded.arch for _, _, loaded, _ in members) + ")"
     latency = None
     if args.latency:
