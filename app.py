@@ -1,70 +1,15 @@
-"""Emoji Mirror, the main page: your webcam video with every face's expression drawn as an emoji, live."""
+"""Emoji Mirror's entry point (`streamlit run app.py`): the page layout and the navigation between its pages."""
 
-import av
 import streamlit as st
-from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
-from emoji_mirror.overlay import STYLES
-from emoji_mirror.pipeline import MirrorPipeline
-from emoji_mirror.rtc import rtc_configuration
-from emoji_mirror.ui import load_overlay, models_or_stop
-
-st.set_page_config(page_title="Emoji Mirror", page_icon="🪞", layout="wide")
-st.title("🪞 Emoji Mirror")
-st.caption("Press **Start** and allow the camera: each face gets the emoji of its expression. Frames are processed in memory by this server and never stored.")
-
-classifier, detector = models_or_stop()
-
-settings = dict(
-    min_confidence=st.sidebar.slider("Face detection confidence", 0.2, 0.95, 0.5, 0.05, help="Lower finds more (and more doubtful) faces."),
-    smoothing=st.sidebar.slider("Smoothing", 0.0, 0.95, 0.6, 0.05, help="Weight of past frames in each face's emotion: 0 = off, higher = steadier but slower to react."),
-    unsure_below=st.sidebar.slider("Unsure below", 0.0, 1.0, 0.4, 0.05, help="A face whose top emotion is less likely than this is drawn grey with a faded emoji."),
-    style=st.sidebar.radio("Overlay", STYLES),
-)
-
-# One pipeline per browser session (its settings, face tracks and counters are this viewer's own); models are shared.
-pipeline: MirrorPipeline | None = st.session_state.get("mirror_pipeline")
-if pipeline is None or pipeline.detector is not detector:
-    pipeline = st.session_state["mirror_pipeline"] = MirrorPipeline(classifier, detector, overlay=load_overlay())
-pipeline.set_classifier(classifier)
-pipeline.update_settings(**settings)
-
-
-def video_frame_callback(frame: av.VideoFrame) -> av.VideoFrame:
-    """Runs on the WebRTC worker thread for every frame: no Streamlit calls here, results go out via pipeline.stats."""
-    image, _ = pipeline.process(frame.to_ndarray(format="bgr24"))
-    return av.VideoFrame.from_ndarray(image, format="bgr24")
-
-
-try:
-    ice = rtc_configuration()
-except ValueError as exc:  # a malformed $EMOJI_MIRROR_ICE_SERVERS
-    st.error(f"**WebRTC settings are invalid.** {exc}")
-    st.stop()
-
-context = webrtc_streamer(
-    key="emoji-mirror",
-    mode=WebRtcMode.SENDRECV,
-    video_frame_callback=video_frame_callback,
-    media_stream_constraints={"video": True, "audio": False},
-    rtc_configuration=ice,
-    async_processing=True,
-)
-
-
-@st.fragment(run_every=1.0 if context.state.playing else None)
-def show_stats() -> None:
-    """Live figures from the pipeline, refreshed every second while the video plays."""
-    stats = pipeline.stats.snapshot()
-    ms = stats["stage_ms"]
-    fps, speed, faces = st.columns(3)
-    fps.metric("Frames per second", f"{stats['fps']:.1f}")
-    speed.metric("Processing", f"{ms['total']:.1f} ms/frame", help=f"up to {stats['max_fps']:.0f} fps on this machine")
-    faces.metric("Faces seen", stats["faces"])
-    st.caption(
-        f"frames processed: {stats['frames']} · frames with faces: {stats['frames_with_faces']} · emoji drawn: {stats['emoji_drawn']} · "
-        f"ms per stage: detect {ms['detect']:.1f}, crop {ms['crop']:.1f}, classify {ms['classify']:.1f}, draw {ms['draw']:.1f}"
-    )
-
-
-show_stats()
+# Each page's title and icon name its browser tab; the layout is set once, here, for all of them. (A pages/ folder also
+# puts Streamlit in its older multipage mode until this file first runs: open the app at its root URL, not a page's.)
+st.set_page_config(layout="wide")
+st.navigation(
+    [
+        st.Page("pages/live_mirror.py", title="Live mirror", icon="🪞", default=True),
+        st.Page("pages/photo.py", title="Photo", icon="📷"),
+        st.Page("pages/compare.py", title="Compare models", icon="📊"),
+        st.Page("pages/train.py", title="Train", icon="🏋️"),
+    ]
+).run()

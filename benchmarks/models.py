@@ -1,8 +1,9 @@
-"""CPU speed of every registered model: training images/s and inference ms per face. `python -m benchmarks.models`."""
+"""CPU speed of every registered model: training images/s and inference ms per face (PyTorch or ONNX Runtime). `python -m benchmarks.models`."""
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from pathlib import Path
 
@@ -11,8 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.benchmark import Timer
 
+from emoji_mirror.classifier import BACKENDS
 from emoji_mirror.labels import FER2013_CLASSES
 from emoji_mirror.models import count_params, create_model, list_models
+from emoji_mirror.onnx_backend import OnnxNetwork
 from emoji_mirror.preprocessing import Preprocessing
 from training.evaluate import latency_ms_per_face
 from training.train import setup_runtime
@@ -43,13 +46,23 @@ def training_images_per_second(model: torch.nn.Module, cfg: Preprocessing, amp_d
     return BATCH_SIZE / timer.timeit(steps).mean
 
 
-def benchmark(name: str, amp_dtype: torch.dtype | None, warmup: int, steps: int, min_run_time: float) -> dict:
-    """One row of figures for a registered model (untrained weights: speed does not depend on them)."""
+def inference_network(model: torch.nn.Module, cfg: Preprocessing, backend: str) -> torch.nn.Module:
+    """The network as the classifier runs it: PyTorch in channels_last (as load_model leaves it), or ONNX Runtime with
+    as many intra-op threads as torch has."""
+    if backend == "onnxruntime":
+        return OnnxNetwork(model.eval(), cfg.input_size, torch.get_num_threads())
+    return copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
+
+
+def benchmark(name: str, amp_dtype: torch.dtype | None, warmup: int, steps: int, min_run_time: float, backend: str, batch_sizes: tuple[int, ...]) -> dict:
+    """One row of figures for a registered model (untrained weights: speed does not depend on them); training images/s
+    only for the torch backend."""
     cfg = Preprocessing()
     model = create_model(name, num_classes=len(FER2013_CLASSES))
-    row = {"model": name, "params": count_params(model)}
-    latency = latency_ms_per_face(model.eval(), cfg, min_run_time=min_run_time)
-    row["train_images_per_s"] = round(training_images_per_second(model, cfg, amp_dtype, warmup, steps), 1)
+    row = {"model": name, "params": count_params(model), "backend": backend}
+    latency = latency_ms_per_face(inference_network(model, cfg, backend), cfg, batch_sizes=batch_sizes, min_run_time=min_run_time)
+    if backend == "torch":
+        row["train_images_per_s"] = round(training_images_per_second(model, cfg, amp_dtype, warmup, steps), 1)
     row.update({f"ms_per_face_{k}": v for k, v in latency.items()})
     return row
 
@@ -61,22 +74,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=3, help="untimed training steps first")
     p.add_argument("--steps", type=int, default=10, help="timed training steps (batch 64)")
     p.add_argument("--min-run-time", type=float, default=1.0, help="seconds of timed inference per batch size")
+    p.add_argument("--backend", choices=BACKENDS, default="torch", help="inference backend (onnxruntime: inference only)")
+    p.add_argument("--batch-sizes", default="1,8", help="comma-separated inference batch sizes")
+    p.add_argument("--threads", type=int, help="CPU threads for PyTorch and ONNX Runtime (default: PyTorch's)")
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(names) - set(list_models()))
     if unknown:
         p.error(f"unknown model(s) {', '.join(unknown)}; registered: {', '.join(list_models())}")
+    batch_sizes = tuple(int(b) for b in args.batch_sizes.split(","))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     amp_dtype = setup_runtime("cpu", args.amp).amp_dtype
     print(f"CPU, {torch.get_num_threads()} threads, training batch {BATCH_SIZE} with AdamW, autocast {amp_dtype or 'off'}; "
-          "inference: uint8 face -> probabilities, median ms per face", flush=True)
+          f"inference ({args.backend}): uint8 face -> probabilities, median ms per face", flush=True)
     rows = []
     for name in names:
-        rows.append(benchmark(name, amp_dtype, args.warmup, args.steps, args.min_run_time))
+        rows.append(benchmark(name, amp_dtype, args.warmup, args.steps, args.min_run_time, args.backend, batch_sizes))
         print(f"  {name} done", flush=True)
     print(pd.DataFrame(rows).to_string(index=False))
     if args.json:
-        args.json.write_text(json.dumps({"threads": torch.get_num_threads(), "autocast": str(amp_dtype), "batch_size": BATCH_SIZE, "models": rows}, indent=2))
+        args.json.write_text(json.dumps({"threads": torch.get_num_threads(), "backend": args.backend, "autocast": str(amp_dtype), "batch_size": BATCH_SIZE, "models": rows}, indent=2))
     return 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -9,6 +11,8 @@ from .checkpoint import LoadedModel, load_model
 from .labels import emoji_for
 from .paths import resolve_checkpoint
 from .preprocessing import normalize, predict_proba
+
+BACKENDS = ("torch", "onnxruntime")
 
 
 class EmotionClassifier:
@@ -21,12 +25,23 @@ class EmotionClassifier:
         self.emojis = tuple(emoji_for(c) for c in self.classes)
         self.preprocessing = loaded.preprocessing
         self.tta = tta
-        self.device = next(self.model.parameters()).device
+        self.device = next(self.model.parameters(), torch.empty(0)).device  # CPU for a network without torch parameters (ONNX Runtime)
 
     @classmethod
-    def from_checkpoint(cls, spec: str | None = None, device: str = "cpu", tta: str = "none") -> "EmotionClassifier":
-        """Resolve (see paths.resolve_checkpoint) and load a checkpoint; raises FileNotFoundError / CheckpointError."""
-        return cls(load_model(resolve_checkpoint(spec), device), tta)
+    def from_checkpoint(cls, spec: str | None = None, device: str = "cpu", tta: str = "none", backend: str = "torch", threads: int | None = None) -> "EmotionClassifier":
+        """Resolve (see paths.resolve_checkpoint) and load a checkpoint; raises FileNotFoundError / CheckpointError.
+
+        backend "onnxruntime" exports the network to ONNX in memory and runs it with ONNX Runtime on the CPU, with
+        `threads` intra-op threads (None: its default); "torch" (the default) runs it with PyTorch on `device`.
+        """
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        loaded = load_model(resolve_checkpoint(spec), device if backend == "torch" else "cpu")
+        if backend == "onnxruntime":
+            from .onnx_backend import OnnxNetwork  # imported on use: the torch backend never loads ONNX Runtime
+
+            loaded = replace(loaded, model=OnnxNetwork(loaded.model, loaded.preprocessing.input_size, threads))
+        return cls(loaded, tta)
 
     def predict(self, faces: list[np.ndarray]) -> np.ndarray:
         """(N, C) probabilities for N grayscale uint8 face crops; (0, C) for no faces."""

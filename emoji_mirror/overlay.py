@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
+from .face_result import FaceResult
 from .labels import EMOJI
-
-if TYPE_CHECKING:
-    from .pipeline import FaceResult
 
 EMOJI_DIR = Path(__file__).resolve().parent / "assets" / "emoji"
 STYLES = ("emoji above face", "emoji over face", "minimal")
@@ -22,6 +19,7 @@ SURE_COLOUR = (80, 200, 60)  # BGR
 UNSURE_COLOUR = (170, 170, 170)
 TEXT_COLOUR = (255, 255, 255)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+LABEL_SCALE = 0.6  # font scale of the labels and number badges
 NO_FACE_TEXT = "no face found - face the camera"
 
 
@@ -63,11 +61,16 @@ class Overlay:
         roi[:] = roi * inverse[part] + colour[part]
         return True
 
-    def draw_faces(self, frame: np.ndarray, faces: list[FaceResult], style: str = STYLES[0], unsure_below: float = 0.4) -> int:
-        """Draw every face in place; returns how many emoji images were drawn."""
+    def draw_faces(self, frame: np.ndarray, faces: list[FaceResult], style: str = STYLES[0], unsure_below: float = 0.4, numbered: bool = False) -> int:
+        """Draw every face in place, with `numbered` also a badge 1, 2, … (list order) in each box's top-right corner;
+        returns how many emoji images were drawn."""
         if style not in STYLES:
             raise ValueError(f"unknown overlay style {style!r}; choose one of {', '.join(STYLES)}")
-        return sum(self._draw_face(frame, face, style, face.confidence < unsure_below) for face in faces)
+        drawn = sum(self._draw_face(frame, face, style, face.confidence < unsure_below) for face in faces)
+        if numbered:  # after every face, so no neighbour's emoji covers a number
+            for number, face in enumerate(faces, 1):
+                self._badge(frame, str(number), face, UNSURE_COLOUR if face.confidence < unsure_below else SURE_COLOUR)
+        return drawn
 
     def _draw_face(self, frame: np.ndarray, face: FaceResult, style: str, unsure: bool) -> bool:
         x, y, w, h = face.box.x, face.box.y, face.box.w, face.box.h
@@ -102,13 +105,18 @@ class Overlay:
     @staticmethod
     def _label(frame: np.ndarray, text: str, x: int, y: int, colour: tuple[int, int, int]) -> None:
         """Text on a filled box just below (x, y), moved inside the frame when it would fall off."""
-        scale = 0.6
-        (tw, th), baseline = cv2.getTextSize(text, FONT, scale, 1)
+        (tw, th), baseline = cv2.getTextSize(text, FONT, LABEL_SCALE, 1)
         height, width = frame.shape[:2]
         x = min(max(x, 0), max(width - tw - 6, 0))
         y = min(y + 2, height - th - baseline - 6)
         cv2.rectangle(frame, (x, y), (x + tw + 6, y + th + baseline + 6), colour, cv2.FILLED)
-        cv2.putText(frame, text, (x + 3, y + th + 3), FONT, scale, TEXT_COLOUR, 1, cv2.LINE_AA)
+        cv2.putText(frame, text, (x + 3, y + th + 3), FONT, LABEL_SCALE, TEXT_COLOUR, 1, cv2.LINE_AA)
+
+    @staticmethod
+    def _badge(frame: np.ndarray, text: str, face: FaceResult, colour: tuple[int, int, int]) -> None:
+        """`text` on a filled box in the top-right corner inside the face's box."""
+        (tw, _), _ = cv2.getTextSize(text, FONT, LABEL_SCALE, 1)
+        Overlay._label(frame, text, face.box.x + face.box.w - tw - 6, face.box.y - 2, colour)
 
     @staticmethod
     def draw_no_face(frame: np.ndarray) -> None:

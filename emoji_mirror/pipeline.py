@@ -6,13 +6,13 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, replace
-from typing import NamedTuple
 
 import cv2
 import numpy as np
 
 from .classifier import EmotionClassifier
 from .detector import FaceBox, FaceDetector
+from .face_result import FaceResult
 from .overlay import STYLES, Overlay
 from .photo_faces import find_faces
 from .tracking import FaceTracker
@@ -22,23 +22,13 @@ TIMING_EMA = 0.9  # weight of the past in the per-stage millisecond averages
 FPS_WINDOW_S = 2.0
 
 
-class FaceResult(NamedTuple):
-    """One face in one frame: where, what the model says (smoothed in live video) and which track it belongs to."""
-
-    box: FaceBox
-    label: str
-    emoji: str
-    confidence: float
-    probs: np.ndarray
-    track_id: int | None
-
-
 @dataclass(frozen=True)
 class MirrorSettings:
     """What the user can change while the video runs."""
 
     min_confidence: float = 0.5  # face detector threshold
-    smoothing: float = 0.6  # 0 = off; weight of past frames in each face's probability average
+    smoothing: float = 0.6  # 0 = off; weight of past classifications in each face's probability average
+    classify_interval_s: float = 0.0  # live video: a tracked face is classified again after this long (0 = every frame)
     unsure_below: float = 0.4  # top probability under this draws the "unsure" look
     style: str = STYLES[0]
 
@@ -47,6 +37,8 @@ class MirrorSettings:
             raise ValueError(f"unknown overlay style {self.style!r}; choose one of {', '.join(STYLES)}")
         if not 0.0 <= self.smoothing < 1.0:
             raise ValueError(f"smoothing must be in [0, 1), got {self.smoothing}")
+        if self.classify_interval_s < 0:
+            raise ValueError(f"classify_interval_s must be >= 0, got {self.classify_interval_s}")
 
 
 class PipelineStats:
@@ -145,19 +137,19 @@ class MirrorPipeline:
                 self._classifier = classifier
                 self._tracker.reset()
 
-    def _detect_and_classify(self, frame_bgr: np.ndarray, classifier: EmotionClassifier, settings: MirrorSettings, timings: dict, still: bool = False) -> tuple[list[FaceBox], np.ndarray]:
+    @staticmethod
+    def _classify(frame_bgr: np.ndarray, boxes: list[FaceBox], wanted: list[bool], classifier: EmotionClassifier, timings: dict) -> np.ndarray:
+        """(N, C) probabilities for the boxes, in one batch; rows of faces not `wanted` stay NaN."""
         start = time.perf_counter()
-        if still:  # a photo: worth the extra passes that find small faces and crowds
-            boxes = find_faces(self.detector, frame_bgr, settings.min_confidence)
-        else:  # live video: one fast pass
-            boxes = self.detector.detect(frame_bgr, min_confidence=settings.min_confidence)
-        detected = time.perf_counter()
         prep = classifier.preprocessing
-        crops = [crop_face(frame_bgr, box, prep.face_margin, prep.input_size, prep.face_offset_y) for box in boxes]
+        index = [i for i, want in enumerate(wanted) if want]
+        crops = [crop_face(frame_bgr, boxes[i], prep.face_margin, prep.input_size, prep.face_offset_y) for i in index]
         cropped = time.perf_counter()
-        probs = classifier.predict(crops)
-        timings.update(detect=(detected - start) * 1e3, crop=(cropped - detected) * 1e3, classify=(time.perf_counter() - cropped) * 1e3)
-        return boxes, probs
+        probs = np.full((len(boxes), len(classifier.classes)), np.nan, dtype=np.float32)
+        if index:
+            probs[index] = classifier.predict(crops)
+        timings.update(crop=(cropped - start) * 1e3, classify=(time.perf_counter() - cropped) * 1e3)
+        return probs
 
     @staticmethod
     def _results(classifier: EmotionClassifier, boxes: list[FaceBox], probs: np.ndarray, track_ids: list[int | None]) -> list[FaceResult]:
@@ -167,24 +159,24 @@ class MirrorPipeline:
             for box, p, k, track_id in zip(boxes, probs, best, track_ids)
         ]
 
-    def _draw(self, frame_bgr: np.ndarray, results: list[FaceResult], settings: MirrorSettings) -> int:
+    def _draw(self, frame_bgr: np.ndarray, results: list[FaceResult], settings: MirrorSettings, numbered: bool = False) -> int:
         if not results:
             self.overlay.draw_no_face(frame_bgr)
             return 0
-        return self.overlay.draw_faces(frame_bgr, results, settings.style, settings.unsure_below)
+        return self.overlay.draw_faces(frame_bgr, results, settings.style, settings.unsure_below, numbered)
 
     def process(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, list[FaceResult]]:
         """Annotate one video frame IN PLACE (and return it) with smoothed per-face results; updates the stats."""
         start = time.perf_counter()
-        with self._lock:
+        with self._lock:  # held for the frame (~10 ms): a settings or model change waits for it, tracks stay consistent
             settings, classifier = self._settings, self._classifier
-        timings: dict[str, float] = {}
-        boxes, probs = self._detect_and_classify(frame_bgr, classifier, settings, timings)
-        with self._lock:
-            if classifier is self._classifier:
-                probs, track_ids = self._tracker.update(boxes, probs)
-            else:  # the model was swapped mid-frame: show this frame unsmoothed
-                track_ids = [None] * len(boxes)
+            boxes = self.detector.detect(frame_bgr, min_confidence=settings.min_confidence)
+            detected = time.perf_counter()
+            matches = self._tracker.matches(boxes)
+            due = self._tracker.due(boxes, matches, start, settings.classify_interval_s)
+            timings = {"detect": (detected - start) * 1e3}
+            probs = self._classify(frame_bgr, boxes, due, classifier, timings)
+            probs, track_ids = self._tracker.update(boxes, probs, start, matches)
         results = self._results(classifier, boxes, probs, track_ids)
         drawn_at = time.perf_counter()
         emoji_drawn = self._draw(frame_bgr, results, settings)
@@ -193,13 +185,14 @@ class MirrorPipeline:
         self.stats.record(len(results), emoji_drawn, timings, end)
         return frame_bgr, results
 
-    def annotate_image(self, image_bgr: np.ndarray) -> tuple[np.ndarray, list[FaceResult]]:
+    def annotate_image(self, image_bgr: np.ndarray, numbered: bool = False) -> tuple[np.ndarray, list[FaceResult]]:
         """Annotated copy of a still photo (BGR) and its faces, small ones and crowds included (see photo_faces); no
-        smoothing, tracks or stats involved."""
+        smoothing, tracks or stats involved. `numbered` puts each face's place in the returned list (from 1) on its box."""
         with self._lock:
             settings, classifier = self._settings, self._classifier
         annotated = np.ascontiguousarray(image_bgr).copy()
-        boxes, probs = self._detect_and_classify(annotated, classifier, settings, {}, still=True)
+        boxes = find_faces(self.detector, annotated, settings.min_confidence)  # a photo: worth the passes that find small faces and crowds
+        probs = self._classify(annotated, boxes, [True] * len(boxes), classifier, {})
         results = self._results(classifier, boxes, probs, [None] * len(boxes))
-        self._draw(annotated, results, settings)
+        self._draw(annotated, results, settings, numbered)
         return annotated, results

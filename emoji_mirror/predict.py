@@ -17,7 +17,8 @@ from .detector import FaceDetector
 from .face_model import FaceModelError
 from .images import MAX_PIXELS, SUPPORTED, ImageReadError, array_to_bgr, read_image
 from .paths import resolve_checkpoint
-from .pipeline import FaceResult, MirrorPipeline, MirrorSettings
+from .face_result import FaceResult
+from .pipeline import MirrorPipeline, MirrorSettings
 
 
 def face_record(face: FaceResult, classes: tuple[str, ...], scale: float = 1.0) -> dict:

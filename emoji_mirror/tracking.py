@@ -18,6 +18,7 @@ class Track:
     track_id: int
     box: FaceBox
     probs: np.ndarray
+    classified_at: float = 0.0  # clock time of the last classification folded into probs
     missed: int = 0
 
 
@@ -48,7 +49,7 @@ class FaceTracker:
         self.tracks: list[Track] = []
         self._ids = count(1)
 
-    def _matches(self, boxes: list[FaceBox]) -> dict[int, int]:
+    def matches(self, boxes: list[FaceBox]) -> dict[int, int]:
         """{box index: track index} for the pairs close enough to be the same face, found by optimal assignment."""
         if not boxes or not self.tracks:
             return {}
@@ -57,19 +58,31 @@ class FaceTracker:
         rows, cols = linear_sum_assignment(shift - overlap)
         return {c: r for r, c in zip(rows, cols) if overlap[r, c] >= self.min_iou or shift[r, c] <= self.max_shift}
 
-    def update(self, boxes: list[FaceBox], probs: np.ndarray) -> tuple[np.ndarray, list[int]]:
-        """Smoothed (N, C) probabilities and a track id for each of this frame's N faces."""
-        matches = self._matches(boxes)
+    def due(self, boxes: list[FaceBox], matches: dict[int, int], now: float, interval: float) -> list[bool]:
+        """Which faces need a fresh classification: new ones, and those whose track was last classified at least
+        `interval` seconds before `now`."""
+        return [i not in matches or now - self.tracks[matches[i]].classified_at >= interval for i in range(len(boxes))]
+
+    def update(self, boxes: list[FaceBox], probs: np.ndarray, now: float = 0.0, matches: dict[int, int] | None = None) -> tuple[np.ndarray, list[int]]:
+        """Smoothed (N, C) probabilities and a track id for each of this frame's N faces. A row of NaN in `probs` means
+        the face was not classified this frame: its track keeps its probabilities (and just follows the box). `matches`
+        is self.matches(boxes) when the caller already has it."""
+        matches = self.matches(boxes) if matches is None else matches
         keep = 1.0 - self.smoothing
         smoothed, ids, seen = [], [], set()
         for i, (box, p) in enumerate(zip(boxes, probs)):
+            fresh = not np.isnan(p).any()
             if i in matches:
                 track = self.tracks[matches[i]]
-                track.probs = self.smoothing * track.probs + keep * p
+                if fresh:
+                    track.probs = self.smoothing * track.probs + keep * p
+                    track.classified_at = now
                 track.box, track.missed = box, 0
-            else:
-                track = Track(next(self._ids), box, np.asarray(p, dtype=np.float32).copy())
+            elif fresh:
+                track = Track(next(self._ids), box, np.asarray(p, dtype=np.float32).copy(), now)
                 self.tracks.append(track)
+            else:
+                raise ValueError(f"face {i} is new (no track) and was not classified")
             seen.add(track.track_id)
             smoothed.append(track.probs)
             ids.append(track.track_id)

@@ -18,6 +18,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DATASETS_DIR = Path(os.environ.get("EMOJI_MIRROR_DATASETS", REPO_ROOT.parent / "shared" / "datasets"))
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """The app sets torch's thread count process-wide (one thread): put it back so later tests run at full speed."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def _dataset_file(name: str) -> Path:
     path = DATASETS_DIR / name
     if not path.is_file():

@@ -1,11 +1,13 @@
-"""The main (live mirror) page in real Streamlit (AppTest): controls, the WebRTC video callback, stats, friendly errors."""
+"""The app in real Streamlit (AppTest): its navigation, and the live mirror page's controls, WebRTC video callback, stats and friendly errors."""
 
 from __future__ import annotations
 
 import av
 import cv2
 import numpy as np
+import torch
 import pytest
+import streamlit as st
 import streamlit_webrtc
 import streamlit_webrtc.component
 from conftest import make_checkpoint
@@ -14,8 +16,8 @@ from streamlit.testing.v1 import AppTest
 
 from emoji_mirror.face_model import FACE_MODEL_ENV
 from emoji_mirror.paths import CHECKPOINT_ENV, REPO_ROOT
-from emoji_mirror.rtc import rtc_configuration
-from emoji_mirror.ui import load_detector
+from emoji_mirror.app.rtc import rtc_configuration
+from emoji_mirror.app.loaders import TORCH_THREADS_ENV, load_classifier, load_detector, torch_threads
 
 APP = str(REPO_ROOT / "app.py")
 TIMEOUT = 120  # first runs import torch and start MediaPipe
@@ -46,6 +48,32 @@ def open_app() -> AppTest:
 
 def caption_text(app: AppTest) -> str:
     return " ".join(c.value for c in app.caption)
+
+
+@pytest.fixture
+def navigation(monkeypatch) -> list:
+    """Record the pages app.py hands st.navigation (once per run), while still navigating with them for real."""
+    recorded = []
+    real = st.navigation
+
+    def recording(pages, **kwargs):
+        recorded.append(pages)
+        return real(pages, **kwargs)
+
+    monkeypatch.setattr(st, "navigation", recording)
+    return recorded
+
+
+def test_navigation_lists_the_pages_with_the_live_mirror_first_and_default(monkeypatch, tiny_checkpoint, streamer_calls, navigation):
+    monkeypatch.setenv(CHECKPOINT_ENV, str(tiny_checkpoint))
+    app = open_app()
+    assert not app.exception and not app.error
+    pages, = navigation
+    assert [(page.title, page.icon) for page in pages] == [("Live mirror", "🪞"), ("Photo", "📷"), ("Compare models", "📊"), ("Train", "🏋️")]
+    assert app.title[0].value == "🪞 Emoji Mirror", "the live mirror is the page a visitor lands on"
+
+    app.switch_page("pages/photo.py").run()
+    assert not app.exception and app.title[0].value == "📷 Photo"
 
 
 def test_page_streams_through_the_pipeline(monkeypatch, tiny_checkpoint, streamer_calls):
@@ -85,9 +113,27 @@ def test_sidebar_settings_reach_the_pipeline(monkeypatch, tiny_checkpoint, strea
     app = open_app()
     app.sidebar.slider[1].set_value(0.0)
     app.sidebar.radio[0].set_value("minimal")
+    app.sidebar.select_slider[0].set_value(0.1)
     app.run()
     settings = app.session_state["mirror_pipeline"].settings
-    assert (settings.smoothing, settings.style) == (0.0, "minimal")
+    assert (settings.smoothing, settings.style, settings.classify_interval_s) == (0.0, "minimal", 0.1)
+
+
+def test_app_classifies_on_one_torch_thread_unless_told(monkeypatch, tiny_checkpoint):
+    torch.set_num_threads(2)
+    load_classifier.clear()
+    load_classifier(str(tiny_checkpoint), 0.0, torch_threads())
+    assert torch.get_num_threads() == 1
+    monkeypatch.setenv(TORCH_THREADS_ENV, "2")
+    assert torch_threads() == 2
+
+
+def test_bad_torch_threads_setting_is_named_in_an_error(monkeypatch, tiny_checkpoint, streamer_calls):
+    monkeypatch.setenv(CHECKPOINT_ENV, str(tiny_checkpoint))
+    monkeypatch.setenv(TORCH_THREADS_ENV, "two")
+    app = open_app()
+    assert not app.exception
+    assert TORCH_THREADS_ENV in app.error[0].value and "'two'" in app.error[0].value
 
 
 def test_missing_checkpoint_shows_an_error_instead_of_the_video(monkeypatch, tmp_path, streamer_calls):

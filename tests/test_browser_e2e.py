@@ -5,15 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import aioice.ice
@@ -25,51 +19,29 @@ import torch.nn as nn
 from aioice import Candidate, stun
 from aiortc import RTCConfiguration, RTCPeerConnection
 
+from benchmarks import live_browser
+from benchmarks.fake_camera import portrait_frame, write_y4m
+from benchmarks.live_browser import CHROMIUM, log_tail, webrtc_frame
+from emoji_mirror.app.rtc import ICE_SERVERS_ENV, restrict_ice_to_loopback, rtc_configuration
 from emoji_mirror.checkpoint import atomic_torch_save, checkpoint_payload
 from emoji_mirror.detector import FaceDetector
 from emoji_mirror.labels import FER2013_CLASSES
 from emoji_mirror.models import create_model
-from emoji_mirror.paths import CHECKPOINT_ENV, REPO_ROOT
+from emoji_mirror.paths import CHECKPOINT_ENV
 from emoji_mirror.preprocessing import Preprocessing
-from emoji_mirror.rtc import ICE_SERVERS_ENV, LOOPBACK_ICE_ENV, restrict_ice_to_loopback, rtc_configuration
-from fake_camera import portrait_frame, write_y4m
 
 try:
     from playwright.sync_api import expect, sync_playwright
 except ImportError:  # requirements-dev.txt not installed
     expect = sync_playwright = None
 
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT_COPY = Path("/tmp/e2e_screenshot.png")
-SERVER_START_S = 45
 PAGE_READY_S = 60  # the first script run imports torch and starts MediaPipe on a busy machine
 FRAMES_BACK_S = 40
 PIXELS_S = 15
 COUNTERS = re.compile(r"frames processed: (\d+) · frames with faces: (\d+) · emoji drawn: (\d+)")
-# The workplace's flags for a quiet, throwaway browser, plus: no host name resolves (only 127.0.0.1 is reachable by
-# URL), no mDNS names replace the browser's ICE addresses, and loopback candidates are allowed.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-]
-# Keeps every RTCPeerConnection a frame creates, so the test can ask which addresses carried the call.
-RECORD_PEER_CONNECTIONS = """(() => {
-    const Native = window.RTCPeerConnection;
-    window.peerConnections = [];
-    window.RTCPeerConnection = class extends Native {
-        constructor(...args) { super(...args); window.peerConnections.push(this); }
-    };
-})();"""
+WATCHER_NOISE = re.compile(r"inotify|watchdog|file ?watcher", re.IGNORECASE)
+PAGE_TITLES = ["Live mirror", "Photo", "Compare models", "Train"]  # app.py's navigation, in order
 SELECTED_PAIR_ADDRESSES = """async () => {
     const pairs = [];
     for (const connection of window.peerConnections) {
@@ -187,89 +159,30 @@ def confident_checkpoint(path: Path, label: str = "happy") -> Path:
     return path
 
 
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def log_tail(path: Path, lines: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.is_file() else "(no log)"
-
-
-def wait_for_health(url: str, server: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"streamlit exited with code {server.returncode}:\n{log_tail(log)}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"streamlit not healthy after {SERVER_START_S} s:\n{log_tail(log)}")
-
-
-def stop(server: subprocess.Popen) -> None:
-    """SIGTERM the server's process group, SIGKILL it if it is still there after 10 s."""
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=10)
-
-
 @pytest.fixture
 def mirror_server(tmp_path):
-    """`streamlit run app.py` on 127.0.0.1 with loopback-only ICE and the always-happy checkpoint; yields (url, log)."""
-    port = free_loopback_port()
-    url = f"http://127.0.0.1:{port}"
+    """`streamlit run app.py` on 127.0.0.1 with loopback-only ICE and the always-happy checkpoint; yields (url, log).
+    The file watcher is left as .streamlit/config.toml sets it: the test checks that it keeps the log quiet."""
     log = tmp_path / "streamlit.log"
-    env = {key: value for key, value in os.environ.items() if key != ICE_SERVERS_ENV}
-    env.update({LOOPBACK_ICE_ENV: "1", CHECKPOINT_ENV: str(confident_checkpoint(tmp_path / "always_happy.pt"))})
-    command = [
-        sys.executable, "-m", "streamlit", "run", "app.py",
-        "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-    ]  # fmt: skip
-    with log.open("wb") as log_file:
-        server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for_health(url, server, log)
-        yield url, log
-    finally:
-        stop(server)
+        with live_browser.mirror_server(log, {CHECKPOINT_ENV: str(confident_checkpoint(tmp_path / "always_happy.pt"))}) as url:
+            yield url, log
+    except live_browser.ServerError as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture
 def camera_frame(tmp_path) -> tuple[np.ndarray, Path]:
     """The portrait the fake camera shows (BGR) and the .y4m clip Chromium loops."""
     frame_rgb = portrait_frame()
-    return cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR), write_y4m(tmp_path / "camera.y4m", frame_rgb)
+    return cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR), write_y4m(tmp_path / "camera.y4m", [frame_rgb] * 30, fps=15)
 
 
 @pytest.fixture
 def browser_page(tmp_path, camera_frame):
     """A fresh headless Chromium profile whose webcam is the .y4m clip; yields (page, console messages)."""
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=[*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={camera_frame[1]}"],
-            viewport={"width": 1280, "height": 1200},
-        )
-        try:
-            context.add_init_script(RECORD_PEER_CONNECTIONS)
-            page = context.new_page()
-            console: list[str] = []
-            page.on("console", lambda message: console.append(message.text))
-            yield page, console
-        finally:
-            context.close()
+    with sync_playwright() as playwright, live_browser.chromium_page(playwright, tmp_path / "chromium-profile", camera_frame[1]) as page_and_console:
+        yield page_and_console
 
 
 def emoji_yellow(frame_bgr: np.ndarray) -> np.ndarray:
@@ -291,10 +204,6 @@ def around_face(frame_bgr: np.ndarray) -> tuple[slice, slice]:
     assert faces, "MediaPipe finds no face in the fake camera's portrait"
     x, y, w, h, _ = faces[0]
     return slice(max(y - h, 0), y + 2 * h), slice(max(x - w, 0), x + 2 * w)
-
-
-def webrtc_frame(page):
-    return page.frame_locator("iframe[title*='webrtc']")
 
 
 def received_frame(page, size: tuple[int, int]) -> np.ndarray:
@@ -323,6 +232,9 @@ def test_live_mirror_draws_the_emoji_on_the_camera_face(mirror_server, browser_p
     page.goto(url, timeout=PAGE_READY_S * 1000)
     start = webrtc_frame(page).get_by_role("button", name="START")
     start.click(timeout=PAGE_READY_S * 1000)
+    navigation = page.get_by_test_id("stSidebarNavLink")
+    expect(navigation).to_have_count(len(PAGE_TITLES))
+    expect(navigation).to_contain_text(PAGE_TITLES)
 
     # The page's counters (refreshed every second while playing) prove frames went through the pipeline.
     counters = page.get_by_text(COUNTERS)
@@ -350,3 +262,6 @@ def test_live_mirror_draws_the_emoji_on_the_camera_face(mirror_server, browser_p
     shutil.copyfile(tmp_path / "mirror.png", SCREENSHOT_COPY)
     assert yellow > 500, f"no emoji beside the face in the returned video ({yellow} yellow pixels); see {tmp_path / 'received_frame.png'}"
     assert green > 300, f"no 'sure' box around the face in the returned video ({green} green pixels); see {tmp_path / 'received_frame.png'}"
+    # The page imported torch and MediaPipe from .venv/ meanwhile: a watcher covering it would have flooded the log.
+    noise = [line for line in log.read_text(errors="replace").splitlines() if WATCHER_NOISE.search(line)]
+    assert not noise, f"{len(noise)} file-watcher lines in the server log, the first: {noise[:3]}"

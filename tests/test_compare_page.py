@@ -12,11 +12,12 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from emoji_mirror import results
+from emoji_mirror import default_rule
+from emoji_mirror.app import results
 from emoji_mirror.labels import FER2013_CLASSES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-COMPARE_PAGE = REPO_ROOT / "pages" / "2_📊_Compare.py"
+COMPARE_PAGE = REPO_ROOT / "pages" / "compare.py"
 # FER2013 PrivateTest class sizes (3589 faces; 'happy' is 879 of them, the 24.5% always-happy baseline).
 PRIVATE_TEST_SUPPORT = dict(zip(FER2013_CLASSES, (491, 55, 528, 879, 594, 416, 626)))
 # name, public_test %, private_test %, params, selection split, CPU ms/face at batch 1
@@ -91,7 +92,12 @@ def chart_data(at: AppTest, index: int) -> list[pd.DataFrame]:
 
 def test_table_shows_scores_per_split_and_marks_each_models_selection_split(summary_file):
     at = run_page()
-    table = at.dataframe[0].value.set_index("model")
+    table = at.dataframe[0].value
+    assert list(table.columns) == [
+        "model", PRIV, "fer2013/private_test macro-F1 %", ACC, "fer2013/public_test macro-F1 %",  # the reported split leads
+        "CPU ms/face (batch1)", "CPU ms/face (batch8)", "params (M)", "selected on", "TTA", "arch",
+    ]  # fmt: skip
+    table = table.set_index("model")
     assert list(table.index) == ["baseline_cnn", "attention_cnn", "vit_tiny"]
     assert table.loc["attention_cnn", ACC] == 66.20 and table.loc["attention_cnn", PRIV] == 65.73
     assert table.loc["baseline_cnn", "fer2013/private_test macro-F1 %"] == pytest.approx(55.41)
@@ -117,6 +123,9 @@ def test_charts_use_the_summary_numbers_and_chance_level(summary_file):
     (latency_points,) = chart_data(at, 1)
     assert dict(zip(latency_points["model"], latency_points["latency ms/face"])) == {"baseline_cnn": 1.9, "attention_cnn": 3.4, "vit_tiny": 7.8}
     assert set(latency_points["split"]) == {"fer2013/private_test"}
+    speed = json.loads(at.get("vega_lite_chart")[1].proto.spec)
+    assert speed["title"] == "Accuracy on fer2013/private_test" and speed["encoding"]["x"]["scale"]["type"] == "log"
+    assert "text" not in speed["encoding"], "models are told apart by legend and tooltip, not by labels that overlap"
 
 
 def test_model_details_show_confusion_matrix_and_available_images(summary_file):
@@ -183,7 +192,7 @@ def test_default_rule_is_stated_and_applied(summary_file):
     summary_file.write_text(json.dumps(summary))
     at = run_page()
     rule = next(m.value for m in at.markdown if "**Rule:**" in m.value)
-    assert results.DEFAULT_RULE in rule and "rule picks **baseline_cnn**" in rule  # the only model at <= 2 ms per face
+    assert default_rule.DEFAULT_RULE in rule and "rule picks **baseline_cnn**" in rule  # the only model at <= 2 ms per face
     candidates = at.dataframe[1].value.set_index("model")
     assert candidates.loc["baseline_cnn", "eligible"] and not candidates.loc["attention_cnn", "eligible"]
     assert candidates.loc["vit_tiny", "mean recall % (fer2013/public_test)"] == 70.0

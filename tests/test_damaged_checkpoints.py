@@ -11,13 +11,13 @@ import torch
 from conftest import make_checkpoint
 from streamlit.testing.v1 import AppTest
 
-from emoji_mirror import ui
+from emoji_mirror.app import loaders as ui
 from emoji_mirror.checkpoint import CheckpointError, load_model
 from emoji_mirror.paths import CHECKPOINT_ENV, REPO_ROOT
 from emoji_mirror.predict import main
 from emoji_mirror.preprocessing import Preprocessing
 
-PHOTO_PAGE = str(REPO_ROOT / "pages" / "1_📷_Photo.py")
+PHOTO_PAGE = str(REPO_ROOT / "pages" / "photo.py")
 
 
 def drop(key):

@@ -323,7 +323,7 @@ def rule_entry(name: str, ms: float | None, recall: float, **extra) -> dict:
 
 def test_default_rule_picks_the_best_mean_recall_among_fast_single_models(tmp_path, monkeypatch):
     from emoji_mirror import paths
-    from emoji_mirror.results import rule_choice
+    from emoji_mirror.default_rule import rule_choice
     from training.evaluate import write_default
 
     models = [

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from emoji_mirror.paths import CHECKPOINT_ENV, REPO_ROOT
 from emoji_mirror.predict import ImageReadError, main, predict_image
 
-PHOTO_PAGE = str(REPO_ROOT / "pages" / "1_📷_Photo.py")
+PHOTO_PAGE = str(REPO_ROOT / "pages" / "photo.py")
 
 
 def blank_png(width: int, height: int) -> bytes:

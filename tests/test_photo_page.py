@@ -11,10 +11,12 @@ import pytest
 from skimage.data import astronaut
 from streamlit.testing.v1 import AppTest
 
+from emoji_mirror.overlay import FONT, LABEL_SCALE
 from emoji_mirror.paths import CHECKPOINT_ENV, REPO_ROOT
+from emoji_mirror.pipeline import MirrorPipeline
 from emoji_mirror.predict import predict_image
 
-PAGE = str(REPO_ROOT / "pages" / "1_📷_Photo.py")
+PAGE = str(REPO_ROOT / "pages" / "photo.py")
 TIMEOUT = 120  # first runs import torch and start MediaPipe
 
 
@@ -61,6 +63,47 @@ def test_uploads_each_get_their_result_or_a_clear_message(page, tiny_checkpoint)
     assert len(shown) == 7
     for name, probability in expected["probabilities"].items():
         assert any(label.endswith(name) and abs(p - probability) < 1e-3 for label, p in shown.items())
+
+
+def digit_template(digit: int) -> np.ndarray:
+    """The digit as the overlay's font draws it, white on black, cropped to its ink with a 1 px border."""
+    canvas = np.zeros((40, 30), np.uint8)
+    cv2.putText(canvas, str(digit), (5, 30), FONT, LABEL_SCALE, 255, 1, cv2.LINE_AA)
+    ys, xs = np.nonzero(canvas)
+    return canvas[ys.min() - 1 : ys.max() + 2, xs.min() - 1 : xs.max() + 2]
+
+
+def test_faces_are_numbered_in_the_photo_as_in_their_charts(page, monkeypatch):
+    """Three portraits side by side: box k carries the number k (and nothing else changes), chart k is face k's."""
+    shown = []
+    real = MirrorPipeline.annotate_image
+
+    def recording(self, image, **kwargs):
+        shown.append((real(self, image)[0], *real(self, image, **kwargs)))  # unnumbered, then as the page asked
+        return shown[-1][1:]
+
+    monkeypatch.setattr(MirrorPipeline, "annotate_image", recording)
+    page.file_uploader[0].set_value([("three.png", encoded(np.hstack([astronaut()] * 3), ".png"), "image/png")]).run()
+    assert not page.exception
+    (plain, numbered, faces), = shown
+    assert len(faces) == 3
+
+    changed = np.any(plain != numbered, axis=2)
+    corners = np.zeros_like(changed)
+    for number, face in enumerate(faces, 1):
+        x, y, w = face.box.x, face.box.y, face.box.w
+        corner = (slice(max(y - 2, 0), y + 30), slice(x + w - 30, x + w + 3))  # the badge: top-right, inside the box (and its edge)
+        corners[corner] = True
+        assert changed[corner].sum() > 100, f"no badge on face {number}"
+        badge = cv2.cvtColor(numbered[corner], cv2.COLOR_BGR2GRAY)
+        scores = {digit: cv2.matchTemplate(badge, digit_template(digit), cv2.TM_CCOEFF_NORMED).max() for digit in (1, 2, 3)}
+        assert max(scores, key=scores.get) == number and scores[number] > 0.9, (number, scores)
+    assert not (changed & ~corners).any(), "numbering changes nothing outside the badges"
+
+    face_lines = [m.value for m in page.markdown if m.value.startswith("**Face")]
+    assert face_lines == [f"**Face {k}: {face.emoji} {face.label}** ({face.confidence:.0%})" for k, face in enumerate(faces, 1)]
+    for chart, face in zip(page.get("vega_lite_chart"), faces, strict=True):
+        np.testing.assert_allclose(list(chart_probabilities(chart).values()), face.probs, atol=1e-6)
 
 
 def test_camera_photo(page):

@@ -120,6 +120,42 @@ def test_all_faces_go_to_the_classifier_in_one_batch(classifier, detector, monke
     assert len({face.track_id for face in faces}) == 3
 
 
+def test_tracked_faces_are_classified_at_the_set_interval(classifier, detector, monkeypatch):
+    batches = []
+    predict = classifier.predict
+    monkeypatch.setattr(classifier, "predict", lambda crops: batches.append(len(crops)) or predict(crops))
+    clock = iter(np.arange(0.0, 10.0, 0.002))  # the pipeline reads the clock 7 times a frame: ~70 frames a second
+    monkeypatch.setattr("emoji_mirror.pipeline.time.perf_counter", lambda: next(clock))
+    pipeline = MirrorPipeline(classifier, detector, MirrorSettings(classify_interval_s=0.1, smoothing=0.0))
+    frame = heads(2)
+    shown = [pipeline.process(frame.copy())[1] for _ in range(20)]
+    assert all(len(faces) == 2 for faces in shown)
+    assert batches[0] == 2 and 4 <= sum(batches) <= 8  # both faces first, then each every 0.1 s (~7 frames), not every frame
+    assert all(n > 0 for n in batches)  # frames with nothing due make no model call at all
+    assert all(face.label == shown[0][k].label for faces in shown for k, face in enumerate(faces))  # results carried over
+    pipeline.update_settings(classify_interval_s=0.0)
+    before = len(batches)
+    for _ in range(3):
+        pipeline.process(frame.copy())
+    assert batches[before:] == [2, 2, 2]
+
+
+def test_tracker_keeps_a_tracks_probabilities_for_an_unclassified_face():
+    tracker = FaceTracker(smoothing=0.5)
+    box = FaceBox(100, 100, 80, 80, 0.9)
+    first = np.eye(7, dtype=np.float32)[3]
+    tracker.update([box], first[None], now=0.0)
+    matches = tracker.matches([box._replace(x=104)])
+    assert tracker.due([box._replace(x=104)], matches, now=0.05, interval=0.1) == [False]
+    assert tracker.due([box._replace(x=104), FaceBox(400, 100, 80, 80, 0.9)], tracker.matches([box, FaceBox(400, 100, 80, 80, 0.9)]), now=0.05, interval=0.1) == [False, True]
+    kept, ids = tracker.update([box._replace(x=104)], np.full((1, 7), np.nan, np.float32), now=0.05)
+    np.testing.assert_array_equal(kept[0], first)
+    assert ids == [1] and tracker.tracks[0].box.x == 104 and tracker.tracks[0].classified_at == 0.0
+    assert tracker.due([box], tracker.matches([box]), now=0.1, interval=0.1) == [True]
+    with pytest.raises(ValueError, match="new"):
+        tracker.update([FaceBox(400, 300, 80, 80, 0.9)], np.full((1, 7), np.nan, np.float32))
+
+
 def test_no_face_frame_gets_a_banner_and_counts(classifier, detector):
     pipeline = MirrorPipeline(classifier, detector)
     blank = np.full((480, 640, 3), 200, np.uint8)

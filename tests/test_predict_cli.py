@@ -9,12 +9,19 @@ import sys
 import cv2
 import numpy as np
 import pytest
+import torch
 from skimage.data import astronaut
 
+from emoji_mirror.checkpoint import atomic_torch_save, checkpoint_payload
+from emoji_mirror.classifier import EmotionClassifier
+from emoji_mirror.detector import FaceDetector
 from emoji_mirror.face_model import FACE_MODEL_ENV
-from emoji_mirror.labels import FER2013_CLASSES
+from emoji_mirror.labels import EMOJI, FER2013_CLASSES, FERPLUS_CLASSES
+from emoji_mirror.models import create_model
+from emoji_mirror.pipeline import MirrorPipeline
 from emoji_mirror.paths import REPO_ROOT
 from emoji_mirror.predict import main, predict_image
+from emoji_mirror.preprocessing import Preprocessing
 
 
 @pytest.fixture
@@ -107,3 +114,28 @@ def test_a_face_model_that_is_not_one_exits_2_with_a_message(photos, tiny_checkp
     assert main([str(photos / "astronaut.jpg"), "--checkpoint", str(tiny_checkpoint)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("error: ") and message in err and str(photos / "model.tflite") in err and "Traceback" not in err, err
+
+
+def contempt_checkpoint(path):
+    """An 8-class FER+ checkpoint (contempt last) whose last layer always answers contempt, as FER+ models are saved."""
+    model = create_model("resnet_fer_fast", num_classes=len(FERPLUS_CLASSES))
+    last_layer = [module for module in model.modules() if isinstance(module, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last_layer.weight.zero_()
+        last_layer.bias.fill_(-10.0)
+        last_layer.bias[FERPLUS_CLASSES.index("contempt")] = 10.0
+    meta = {"dataset": "ferplus", "selection_split": "ferplus/public_test", "metrics": {}, "note": "test checkpoint: always contempt"}
+    atomic_torch_save(checkpoint_payload(model, "resnet_fer_fast", {}, FERPLUS_CLASSES, Preprocessing(), meta), path)
+    return path
+
+
+def test_a_ferplus_checkpoint_answers_all_eight_classes_with_contempt(photos, tmp_path, capsys):
+    checkpoint = contempt_checkpoint(tmp_path / "ferplus.pt")
+    assert main([str(photos / "astronaut.jpg"), "--checkpoint", str(checkpoint), "--json"]) == 0
+    face, = json.loads(capsys.readouterr().out)["faces"]
+    assert set(face["probabilities"]) == set(FERPLUS_CLASSES)
+    assert face["label"] == "contempt" and face["emoji"] == EMOJI["contempt"]
+    photo = cv2.cvtColor(astronaut(), cv2.COLOR_RGB2BGR)  # the Photo page's path: annotate_image draws its emoji
+    with FaceDetector() as detector:
+        annotated, faces = MirrorPipeline(EmotionClassifier.from_checkpoint(str(checkpoint)), detector).annotate_image(photo)
+    assert [f.label for f in faces] == ["contempt"] and not np.array_equal(annotated, photo)

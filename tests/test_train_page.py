@@ -15,12 +15,12 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from emoji_mirror import training_jobs
+from emoji_mirror.app import training_jobs
 from emoji_mirror.labels import FER2013_CLASSES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TRAIN_PAGE = REPO_ROOT / "pages" / "3_🏋️_Train.py"
-COMPARE_PAGE = REPO_ROOT / "pages" / "2_📊_Compare.py"
+TRAIN_PAGE = REPO_ROOT / "pages" / "train.py"
+COMPARE_PAGE = REPO_ROOT / "pages" / "compare.py"
 JOB_TIMEOUT_S = 300  # bounds a slow, loaded CI machine; an idle 2-core CPU needs well under a minute
 
 

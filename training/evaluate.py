@@ -21,7 +21,7 @@ from emoji_mirror.checkpoint import CheckpointError, LoadedModel, load_model
 from emoji_mirror.labels import FERPLUS_CLASSES
 from emoji_mirror.models import count_params
 from emoji_mirror.paths import CHECKPOINT_DIR, DEFAULT_FILE, REPO_ROOT, resolve_checkpoint
-from emoji_mirror.results import DEFAULT_RULE, RULE_SPLIT, default_candidates, mean_recall, rule_choice
+from emoji_mirror.default_rule import DEFAULT_RULE, RULE_SPLIT, default_candidates, mean_recall, rule_choice
 from emoji_mirror.preprocessing import TTA_MODES, Preprocessing, normalize, predict_proba
 
 from . import report

@@ -6,7 +6,7 @@ import streamlit as st
 
 from emoji_mirror.images import EXTENSIONS, MAX_PIXELS, ImageReadError, read_image
 from emoji_mirror.pipeline import MirrorPipeline, MirrorSettings
-from emoji_mirror.ui import load_overlay, models_or_stop
+from emoji_mirror.app.loaders import load_overlay, models_or_stop
 
 MAX_SIDE = 1280  # larger photos are shrunk while decoding: faster, less memory, and boxes and labels stay legible
 
@@ -34,7 +34,7 @@ for name, data in photos:
     except ImageReadError as exc:
         st.error(f"Skipped: {exc}")
         continue
-    annotated, faces = pipeline.annotate_image(image)
+    annotated, faces = pipeline.annotate_image(image, numbered=True)  # numbers match the "Face N" charts below
     st.image(cv2.cvtColor(annotated, cv2.COLOR_BGR2RGB), width=min(annotated.shape[1], 720))
     if not faces:
         st.warning(f"{name}: no face found. Faces should be frontal, well lit and not tiny; lowering the detection confidence may help.")

@@ -3,7 +3,8 @@
 import altair as alt
 import streamlit as st
 
-from emoji_mirror import results
+from emoji_mirror import default_rule
+from emoji_mirror.app import results
 from emoji_mirror.images import ImageReadError, read_image
 from emoji_mirror.paths import default_checkpoint_name
 
@@ -18,7 +19,6 @@ def show_figure(path) -> None:
     st.image(image, channels="BGR")
 
 
-st.set_page_config(page_title="Model comparison", page_icon="📊", layout="wide")
 st.title("📊 Model comparison")
 
 try:
@@ -48,24 +48,25 @@ st.caption(
 
 st.subheader("The app's default model")
 default_name = default_checkpoint_name()
-st.markdown(f"**Rule:** {results.DEFAULT_RULE}. "
-            f"By these results the rule picks **{results.rule_choice(summary.models) or 'no model'}**; "
+st.markdown(f"**Rule:** {default_rule.DEFAULT_RULE}. "
+            f"By these results the rule picks **{default_rule.rule_choice(summary.models) or 'no model'}**; "
             f"the app's default now (`checkpoints/default.json`) is **{default_name or 'not set: the first checkpoint by name'}**.")
-st.dataframe(results.default_candidates(summary.models), hide_index=True)
+st.dataframe(default_rule.default_candidates(summary.models), hide_index=True)
 
 # ---------------------------------------------------------------- charts
 
 st.subheader("Accuracy per model and split")
 accuracy = results.accuracy_long(summary)
+split_order = results.splits_of(summary)  # the reported split first
 split_pick = alt.selection_point(fields=["split"], bind="legend")
 bars = (
     alt.Chart(accuracy)
     .mark_bar()
     .encode(
-        x=alt.X("model:N", title=None, axis=alt.Axis(labelAngle=0)),
-        xOffset="split:N",
-        y=alt.Y("accuracy:Q", title="accuracy %", scale=alt.Scale(domain=[0, 100])),
-        color=alt.Color("split:N", title="dataset/split (click to highlight)"),
+        y=alt.Y("model:N", title=None, sort=None, axis=alt.Axis(labelLimit=300)),
+        yOffset=alt.YOffset("split:N", sort=split_order),
+        x=alt.X("accuracy:Q", title="accuracy %", scale=alt.Scale(domain=[0, 100])),
+        color=alt.Color("split:N", sort=split_order, title="split (click to highlight)", legend=alt.Legend(orient="bottom")),
         opacity=alt.condition(split_pick, alt.value(1.0), alt.value(0.25)),
         tooltip=["model", "split", alt.Tooltip("accuracy:Q", format=".2f"), alt.Tooltip("macro_f1:Q", title="macro-F1", format=".2f"), "selected"],
     )
@@ -75,12 +76,13 @@ chance = results.chance_levels(summary)
 layers = [bars]
 if len(chance):
     rule_tooltip = ["split", alt.Tooltip("chance:Q", title="majority-class accuracy %", format=".1f")]
-    layers.append(alt.Chart(chance).mark_rule(strokeDash=[4, 4], color="gray").encode(y="chance:Q", tooltip=rule_tooltip))
+    layers.append(alt.Chart(chance).mark_rule(strokeDash=[4, 4], color="gray").encode(x="chance:Q", tooltip=rule_tooltip))
 st.altair_chart(alt.layer(*layers), width="stretch")
 if len(chance):
     st.caption("Dashed line: accuracy of always answering the split's most frequent class (from the per-class supports).")
 
 points = results.model_points(summary)
+reported_on = " or ".join(points["split"].unique())
 speed, size = st.columns(2)
 for column, field, title in ((speed, "latency ms/face", "CPU ms per face (batch 1)"), (size, "params (M)", "parameters (millions)")):
     known = points.dropna(subset=[field])
@@ -88,12 +90,14 @@ for column, field, title in ((speed, "latency ms/face", "CPU ms per face (batch 
         if known.empty:
             st.caption(f"No model has a {title} figure.")
             continue
-        base = alt.Chart(known).encode(
-            x=alt.X(f"{field}:Q", title=title, scale=alt.Scale(zero=False, padding=40)),
-            y=alt.Y("accuracy:Q", title="accuracy % on the reported split", scale=alt.Scale(zero=False, padding=20)),
+        # A legend and tooltips name the points: text beside them would overlap where models are close.
+        chart = alt.Chart(known, title=f"Accuracy on {reported_on}").mark_point(size=140, filled=True, opacity=0.9).encode(
+            x=alt.X(f"{field}:Q", title=f"{title}, log scale", scale=alt.Scale(type="log", padding=20)),
+            y=alt.Y("accuracy:Q", title="accuracy %", scale=alt.Scale(zero=False, padding=20)),
+            color=alt.Color("model:N", legend=alt.Legend(orient="bottom", columns=2)),
+            shape="model:N",
             tooltip=["model", "split", alt.Tooltip("accuracy:Q", format=".2f"), alt.Tooltip(f"{field}:Q", format=".3f")],
         )
-        chart = base.mark_circle(size=140).encode(color=alt.Color("model:N", legend=None)) + base.mark_text(align="left", dx=9).encode(text="model:N")
         st.altair_chart(chart.interactive(), width="stretch")
 
 comparison_png = summary.image(summary.images.get("comparison"))

@@ -6,22 +6,39 @@ import os
 from pathlib import Path
 
 import streamlit as st
+import torch
 
-from .checkpoint import CheckpointError, read_checkpoint
-from .classifier import EmotionClassifier
-from .detector import FaceDetector
-from .face_model import FaceModelError
-from .overlay import Overlay
-from .paths import CHECKPOINT_DIR, CHECKPOINT_ENV, list_checkpoints, resolve_checkpoint
+from ..checkpoint import CheckpointError, read_checkpoint
+from ..classifier import EmotionClassifier
+from ..detector import FaceDetector
+from ..face_model import FaceModelError
+from ..overlay import Overlay
+from ..paths import CHECKPOINT_DIR, CHECKPOINT_ENV, list_checkpoints, resolve_checkpoint
 
 PRIVATE_TEST = "fer2013/private_test"
+# The app classifies a few 48x48 crops per frame while WebRTC decodes and encodes video (and, on one machine, the browser
+# runs too): one torch thread avoids the intra-op threads' contention, which benchmarks/browser.py measured as the
+# difference between ~8 ms and 100+ ms for two faces on a busy 2-core CPU. $EMOJI_MIRROR_TORCH_THREADS overrides it.
+TORCH_THREADS_ENV = "EMOJI_MIRROR_TORCH_THREADS"
 TRAIN_HINT = "train one with `python -m training.train` (or on the 🏋️ Train page)"
 
 
 @st.cache_resource(show_spinner="Loading the emotion model…", max_entries=4)
-def load_classifier(path: str, modified: float) -> EmotionClassifier:
-    """One classifier per checkpoint file version (`modified` = its mtime, so a retrained file is reloaded)."""
+def load_classifier(path: str, modified: float, threads: int = 1) -> EmotionClassifier:
+    """One classifier per checkpoint file version (`modified` = its mtime, so a retrained file is reloaded), run with
+    `threads` torch threads (process-wide)."""
+    torch.set_num_threads(threads)
     return EmotionClassifier.from_checkpoint(path)
+
+
+def torch_threads() -> int:
+    """Torch CPU threads for the app's inference: $EMOJI_MIRROR_TORCH_THREADS (a positive integer), else 1."""
+    raw = os.environ.get(TORCH_THREADS_ENV, "").strip()
+    if not raw:
+        return 1
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"${TORCH_THREADS_ENV} must be a positive integer, got {raw!r}")
+    return int(raw)
 
 
 @st.cache_resource(show_spinner="Starting the face detector…", on_release=FaceDetector.close)
@@ -82,7 +99,12 @@ def choose_checkpoint() -> Path | None:
 def classifier_or_error(path: Path) -> EmotionClassifier | None:
     """The cached classifier for `path`, or None after an st.error saying what is wrong and what to do."""
     try:
-        return load_classifier(str(path), _modified(path))
+        threads = torch_threads()
+    except ValueError as exc:
+        st.error(f"**The app's settings are invalid.** {exc}")
+        return None
+    try:
+        return load_classifier(str(path), _modified(path), threads)
     except (CheckpointError, OSError) as exc:
         st.error(f"**Cannot use model `{path.name}`.** {exc}\n\nFix: pick another model in the sidebar, or {TRAIN_HINT}.")
         return None

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-from .checkpoint_schema import CLASSES, SCORE_PROPERTIES, schema_problem
-from .paths import REPO_ROOT
+from ..checkpoint_schema import CLASSES, SCORE_PROPERTIES, schema_problem
+from ..paths import REPO_ROOT
 
 RESULTS_ENV = "EMOJI_MIRROR_RESULTS"
 SUMMARY_NAME = "summary.json"
@@ -120,49 +120,13 @@ def _check_matrices(model: dict, path: Path) -> None:
             raise ResultsError(f"{path}: {model['name']} confusion matrix for {split} is not {size}x{size} (one row and column per class)")
 
 
-# ---------------------------------------------------------------- the default model's rule
-
-MAX_DEFAULT_MS_PER_FACE = 2.0
-RULE_SPLIT = "fer2013/public_test"
-DEFAULT_RULE = (f"the app's default is, among single FER2013 models at <= {MAX_DEFAULT_MS_PER_FACE:g} ms per face (CPU, batch 1), "
-                f"the one with the best mean per-class recall on {RULE_SPLIT} (the selection split, never the reported one)")
-
-
-def mean_recall(model: dict, split: str) -> float | None:
-    """Mean per-class recall (balanced accuracy, percent) on a split: stored, else from the per-class table."""
-    stored = model["metrics"].get(split, {}).get("mean_recall")
-    if stored is not None:
-        return stored
-    rows = [r for r in model.get("per_class", {}).get(split, {}).values() if r["support"] > 0]
-    return round(sum(r["recall"] for r in rows) / len(rows), 2) if rows else None
-
-
-def default_candidates(models: list[dict]) -> pd.DataFrame:
-    """model, ms/face, mean recall on the rule's split, eligible: every summary entry the rule looks at, best first."""
-    rows = []
-    for m in models:
-        latency = (m.get("latency_ms_per_face") or {}).get("batch1")
-        recall = mean_recall(m, RULE_SPLIT)
-        single = not m.get("members") and m.get("dataset", "fer2013") == "fer2013"
-        eligible = single and latency is not None and latency <= MAX_DEFAULT_MS_PER_FACE and recall is not None
-        rows.append({"model": m["name"], "ms/face (batch 1)": latency, f"mean recall % ({RULE_SPLIT})": recall, "eligible": eligible})
-    table = pd.DataFrame(rows, columns=["model", "ms/face (batch 1)", f"mean recall % ({RULE_SPLIT})", "eligible"])
-    return table.sort_values(["eligible", f"mean recall % ({RULE_SPLIT})"], ascending=False, na_position="last").reset_index(drop=True)
-
-
-def rule_choice(models: list[dict]) -> str | None:
-    """The model the default rule picks (None when no model is eligible)."""
-    table = default_candidates(models)
-    eligible = table[table["eligible"]]
-    return str(eligible.iloc[0]["model"]) if len(eligible) else None
-
-
 # ---------------------------------------------------------------- tables for the page
 
 
 def splits_of(summary: Summary) -> list[str]:
-    """Every dataset/split any model has metrics on, in first-seen order."""
-    return list(dict.fromkeys(split for m in summary.models for split in m["metrics"]))
+    """Every dataset/split any model has metrics on: the ones models are reported on first, then in first-seen order."""
+    reported = [split for split in map(reported_split, summary.models) if split]
+    return list(dict.fromkeys(reported + [split for m in summary.models for split in m["metrics"]]))
 
 
 def reported_split(model: dict) -> str | None:
@@ -172,22 +136,25 @@ def reported_split(model: dict) -> str | None:
 
 
 def comparison_table(summary: Summary) -> Styler:
-    """One row per model: size, accuracy and macro-F1 per split (★ on the split it was selected on), TTA, CPU latency."""
+    """One row per model, led by the reported split: accuracy and macro-F1 per split (★ on the split the model was
+    selected on), then CPU latency, size, selection split, TTA and architecture."""
     splits = splits_of(summary)
     latency_keys = list(dict.fromkeys(k for m in summary.models for k in m.get("latency_ms_per_face") or {}))
     rows, selected_cells = [], []
     for index, model in enumerate(summary.models):
-        row = {"model": model["name"], "arch": model.get("arch", ""), "params (M)": model["params"] / 1e6}
+        row = {"model": model["name"]}
         for split in splits:
             scores = model["metrics"].get(split, {})
             row[f"{split} accuracy %"] = scores.get("accuracy")
             row[f"{split} macro-F1 %"] = scores.get("macro_f1")
             if split == model["selection_split"] and scores:
                 selected_cells += [(index, f"{split} accuracy %"), (index, f"{split} macro-F1 %")]
-        row["selected on"] = model["selection_split"] or "unknown"
-        row["TTA"] = model.get("tta", "")
         for key in latency_keys:
             row[f"CPU ms/face ({key})"] = (model.get("latency_ms_per_face") or {}).get(key)
+        row["params (M)"] = model["params"] / 1e6
+        row["selected on"] = model["selection_split"] or "unknown"
+        row["TTA"] = model.get("tta", "")
+        row["arch"] = model.get("arch", "")
         rows.append(row)
     table = pd.DataFrame(rows)
     styler = table.style.format(precision=2, na_rep="–").format("{:.2f}", subset=["params (M)"])

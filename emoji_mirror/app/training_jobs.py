@@ -1,4 +1,4 @@
-"""Background training jobs (train, then evaluate) that outlive a page reload; `python -m emoji_mirror.training_jobs run JOB_FILE` drives one."""
+"""Background training jobs (train, then evaluate) that outlive a page reload; `python -m emoji_mirror.app.training_jobs run JOB_FILE` drives one."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .paths import CHECKPOINT_DIR, REPO_ROOT, run_name_problem
+from ..paths import CHECKPOINT_DIR, REPO_ROOT, run_name_problem
 from .results import results_dir
 
 RUNS_ENV = "EMOJI_MIRROR_RUNS"
@@ -63,7 +63,7 @@ class TrainingRequest:
     def problems(self) -> list[str]:
         """Everything wrong with the request, as messages for the user (empty when it can start)."""
         # Imported here, not at module level, so the driver process does not pay for importing torch.
-        from .models import list_models
+        from ..models import list_models
 
         found = []
         if not self.models:
@@ -288,7 +288,7 @@ def _start_locked(request: TrainingRequest, runs: Path, results: Path, folder: P
         job.save()
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "emoji_mirror.training_jobs", "run", str(job.file), "--lock-fd", str(lock.fileno())],
+                [sys.executable, "-m", "emoji_mirror.app.training_jobs", "run", str(job.file), "--lock-fd", str(lock.fileno())],
                 cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(lock.fileno(),),
             )
         except OSError as exc:
@@ -343,7 +343,7 @@ def _run_logged(command: list[str], lock_fd: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emoji_mirror.training_jobs", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m emoji_mirror.app.training_jobs", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="drive one job: train, then evaluate (started by the training page)")
     run.add_argument("job_file", type=Path)

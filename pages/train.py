@@ -7,7 +7,7 @@ import altair as alt
 import streamlit as st
 import torch
 
-from emoji_mirror import training_jobs as jobs
+from emoji_mirror.app import training_jobs as jobs
 from emoji_mirror.models import list_models
 from emoji_mirror.paths import CHECKPOINT_DIR, REPO_ROOT
 from training.data import DATA_ENV
@@ -84,9 +84,8 @@ def job_panel(watching: bool) -> None:
             st.rerun()
 
 
-st.set_page_config(page_title="Train models", page_icon="🏋️", layout="wide")
 st.title("🏋️ Train models")
-st.caption(f"Jobs run in the background (`python -m emoji_mirror.training_jobs`) and keep running if you close or reload this page. Runs go to `{jobs.runs_dir()}`.")
+st.caption(f"Jobs run in the background (`python -m emoji_mirror.app.training_jobs`) and keep running if you close or reload this page. Runs go to `{jobs.runs_dir()}`.")
 
 try:
     running = jobs.active_job() is not None

@@ -1,0 +1,59 @@
+"""The classifier's ONNX Runtime backend gives the torch backend's probabilities on real face crops, for every architecture."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import make_checkpoint
+from emoji_mirror.classifier import EmotionClassifier
+from emoji_mirror.models import list_models
+from real_faces import astronaut_crops, fer2013_test_faces
+
+TOLERANCE = 1e-4  # max abs difference of fp32 probabilities
+
+
+def assert_backends_agree(spec: str, faces: list[np.ndarray], tta: str = "none", threads: int | None = None) -> None:
+    torch_probs = EmotionClassifier.from_checkpoint(spec, tta=tta).predict(faces)
+    onnx_classifier = EmotionClassifier.from_checkpoint(spec, tta=tta, backend="onnxruntime", threads=threads)
+    for batch in (faces[:1], faces):
+        onnx_probs = onnx_classifier.predict(batch)
+        assert onnx_probs.shape == (len(batch), len(onnx_classifier.classes))
+        assert np.abs(onnx_probs - torch_probs[: len(batch)]).max() < TOLERANCE
+        assert (onnx_probs.argmax(1) == torch_probs[: len(batch)].argmax(1)).all()
+
+
+@pytest.mark.parametrize("tta", ["none", "flip"])
+def test_default_checkpoint_on_astronaut_crops(tta):
+    assert_backends_agree(None, astronaut_crops(), tta, threads=1)
+
+
+def test_default_checkpoint_on_fer2013_test_faces(fer2013_zip):
+    assert_backends_agree(None, fer2013_test_faces(fer2013_zip, 64), threads=2)
+
+
+@pytest.mark.parametrize("arch", list_models())
+def test_every_architecture_on_astronaut_crops(arch, tmp_path):
+    assert_backends_agree(str(make_checkpoint(tmp_path / f"{arch}.pt", arch)), astronaut_crops())
+
+
+def test_onnx_classifier_reports_no_faces_and_keeps_the_checkpoint_facts(tiny_checkpoint):
+    classifier = EmotionClassifier.from_checkpoint(str(tiny_checkpoint), backend="onnxruntime")
+    assert classifier.predict([]).shape == (0, len(classifier.classes))
+    assert classifier.loaded.arch == "baseline_cnn" and classifier.emojis[3] == "😄"
+
+
+def test_unknown_backend_is_refused(tiny_checkpoint):
+    with pytest.raises(ValueError, match="unknown backend 'tensorrt'"):
+        EmotionClassifier.from_checkpoint(str(tiny_checkpoint), backend="tensorrt")
+
+
+def test_model_benchmark_times_onnx_runtime(tmp_path):
+    from benchmarks.models import main as benchmark_main
+
+    figures = tmp_path / "onnx.json"
+    assert benchmark_main(["--models", "baseline_cnn", "--backend", "onnxruntime", "--batch-sizes", "1,2", "--min-run-time", "0.01", "--json", str(figures)]) == 0
+    (row,) = json.loads(figures.read_text())["models"]
+    assert row["backend"] == "onnxruntime" and row["ms_per_face_batch1"] > 0 and row["ms_per_face_batch2"] > 0 and "train_images_per_s" not in row
