@@ -14,6 +14,7 @@ from emoji_mirror.checkpoint import CheckpointError, LoadedModel, load_model
 from emoji_mirror.labels import emoji_for
 from emoji_mirror.onnx_backend import onnx_bytes
 from emoji_mirror.paths import resolve_checkpoint
+from training.report import write_atomic
 
 
 def onnx_metadata(loaded: LoadedModel, checkpoint_sha256: str) -> dict[str, str]:
@@ -38,7 +39,7 @@ def export_onnx(checkpoint: Path, out: Path) -> dict[str, str]:
     onnx.helper.set_model_props(model, metadata)
     onnx.checker.check_model(model)
     out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, out)
+    write_atomic(out, model.SerializeToString())  # an interrupted export leaves no half-written file
     return metadata
 
 
