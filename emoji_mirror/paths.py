@@ -22,13 +22,15 @@ def list_checkpoints(directory: Path | None = None) -> list[Path]:
     return sorted(directory.glob("*.pt")) if directory.is_dir() else []
 
 
-def default_checkpoint_name() -> str | None:
-    """The name checkpoints/default.json gives (None when the file is absent or unreadable)."""
+def default_checkpoint_names() -> list[str]:
+    """The names checkpoints/default.json gives, best first: its choice, then the rule's other eligible candidates in
+    rank order (a model that is listed but not shipped falls through to the next); empty when absent or unreadable."""
     try:
-        name = json.loads(DEFAULT_FILE.read_text(encoding="utf-8")).get("checkpoint")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return name if isinstance(name, str) and name and Path(name).name == name else None
+        record = json.loads(DEFAULT_FILE.read_text(encoding="utf-8"))
+        names = [record.get("checkpoint")] + [c.get("model") for c in record.get("candidates", []) if c.get("eligible")]
+    except (OSError, ValueError, AttributeError, TypeError):
+        return []
+    return [name for name in names if isinstance(name, str) and name and Path(name).name == name]
 
 
 def resolve_checkpoint(spec: str | os.PathLike | None = None) -> Path:
@@ -39,9 +41,9 @@ def resolve_checkpoint(spec: str | os.PathLike | None = None) -> Path:
     """
     spec = spec or os.environ.get(CHECKPOINT_ENV)
     if not spec:
-        name = default_checkpoint_name()
-        if name and (CHECKPOINT_DIR / f"{name}.pt").is_file():
-            return CHECKPOINT_DIR / f"{name}.pt"
+        for name in default_checkpoint_names():
+            if (CHECKPOINT_DIR / f"{name}.pt").is_file():
+                return CHECKPOINT_DIR / f"{name}.pt"
         shipped = list_checkpoints()
         if shipped:
             return shipped[0]

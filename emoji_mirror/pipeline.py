@@ -187,11 +187,13 @@ class MirrorPipeline:
 
     def annotate_image(self, image_bgr: np.ndarray, numbered: bool = False) -> tuple[np.ndarray, list[FaceResult]]:
         """Annotated copy of a still photo (BGR) and its faces, small ones and crowds included (see photo_faces); no
-        smoothing, tracks or stats involved. `numbered` puts each face's place in the returned list (from 1) on its box."""
+        smoothing, tracks or stats involved. Faces come left to right (by box centre); `numbered`
+        puts each face's place in the returned list (from 1) on its box."""
         with self._lock:
             settings, classifier = self._settings, self._classifier
         annotated = np.ascontiguousarray(image_bgr).copy()
         boxes = find_faces(self.detector, annotated, settings.min_confidence)  # a photo: worth the passes that find small faces and crowds
+        boxes = sorted(boxes, key=lambda box: (box.x + box.w / 2, box.y + box.h / 2))
         probs = self._classify(annotated, boxes, [True] * len(boxes), classifier, {})
         results = self._results(classifier, boxes, probs, [None] * len(boxes))
         self._draw(annotated, results, settings, numbered)

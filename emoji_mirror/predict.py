@@ -69,7 +69,8 @@ def describe(name: str, faces: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emoji_mirror.predict", description=__doc__)
+    command = Path(sys.argv[0]).name  # the installed `emoji-mirror-predict`, or `python -m` (its __main__ path)
+    parser = argparse.ArgumentParser(prog=command if command == "emoji-mirror-predict" else "python -m emoji_mirror.predict", description=__doc__)
     parser.add_argument("images", nargs="+", type=Path, help=f"image files ({SUPPORTED}, up to {MAX_PIXELS / 1e6:.0f} megapixels)")
     parser.add_argument("--checkpoint", help="checkpoint name or path (default: $EMOJI_MIRROR_CHECKPOINT or the best shipped one)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per image: {image, faces: [...]}")

@@ -6,7 +6,7 @@ import streamlit as st
 from emoji_mirror import default_rule
 from emoji_mirror.app import results
 from emoji_mirror.images import ImageReadError, read_image
-from emoji_mirror.paths import default_checkpoint_name
+from emoji_mirror.paths import CHECKPOINT_DIR, default_checkpoint_names
 
 
 def show_figure(path) -> None:
@@ -19,7 +19,7 @@ def show_figure(path) -> None:
     st.image(image, channels="BGR")
 
 
-st.title("📊 Model comparison")
+st.title("📊 Compare models")
 
 try:
     summary = results.load_summary()
@@ -47,7 +47,7 @@ st.caption(
 )
 
 st.subheader("The app's default model")
-default_name = default_checkpoint_name()
+default_name = next((n for n in default_checkpoint_names() if (CHECKPOINT_DIR / f"{n}.pt").is_file()), None)  # the first one shipped
 st.markdown(f"**Rule:** {default_rule.DEFAULT_RULE}. "
             f"By these results the rule picks **{default_rule.rule_choice(summary.models) or 'no model'}**; "
             f"the app's default now (`checkpoints/default.json`) is **{default_name or 'not set: the first checkpoint by name'}**.")
@@ -83,6 +83,9 @@ if len(chance):
 
 points = results.model_points(summary)
 reported_on = " or ".join(points["split"].unique())
+# Models no better than chance (an untrained ViT) would squeeze the others into a band: they are drawn on the bottom edge.
+useless = results.below_chance(points, chance)
+y_domain = [points.loc[~useless, "accuracy"].min() - 2, points["accuracy"].max() + 2] if (~useless).any() else [0, 100]
 speed, size = st.columns(2)
 for column, field, title in ((speed, "latency ms/face", "CPU ms per face (batch 1)"), (size, "params (M)", "parameters (millions)")):
     known = points.dropna(subset=[field])
@@ -93,12 +96,14 @@ for column, field, title in ((speed, "latency ms/face", "CPU ms per face (batch 
         # A legend and tooltips name the points: text beside them would overlap where models are close.
         chart = alt.Chart(known, title=f"Accuracy on {reported_on}").mark_point(size=140, filled=True, opacity=0.9).encode(
             x=alt.X(f"{field}:Q", title=f"{title}, log scale", scale=alt.Scale(type="log", padding=20)),
-            y=alt.Y("accuracy:Q", title="accuracy %", scale=alt.Scale(zero=False, padding=20)),
+            y=alt.Y("accuracy:Q", title="accuracy %", scale=alt.Scale(domain=y_domain, clamp=True)),
             color=alt.Color("model:N", legend=alt.Legend(orient="bottom", columns=2)),
             shape="model:N",
             tooltip=["model", "split", alt.Tooltip("accuracy:Q", format=".2f"), alt.Tooltip(f"{field}:Q", format=".3f")],
         )
         st.altair_chart(chart.interactive(), width="stretch")
+if useless.any():
+    st.caption(f"On the bottom edge, no better than chance: {', '.join(points.loc[useless, 'model'])} (their numbers are in the table).")
 
 comparison_png = summary.image(summary.images.get("comparison"))
 if comparison_png:

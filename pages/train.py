@@ -84,7 +84,7 @@ def job_panel(watching: bool) -> None:
             st.rerun()
 
 
-st.title("🏋️ Train models")
+st.title("🏋️ Train")
 st.caption(f"Jobs run in the background (`python -m emoji_mirror.app.training_jobs`) and keep running if you close or reload this page. Runs go to `{jobs.runs_dir()}`.")
 
 try:

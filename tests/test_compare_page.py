@@ -128,6 +128,16 @@ def test_charts_use_the_summary_numbers_and_chance_level(summary_file):
     assert "text" not in speed["encoding"], "models are told apart by legend and tooltip, not by labels that overlap"
 
 
+def test_a_model_no_better_than_chance_does_not_squeeze_the_scatter(summary_file):
+    summary = json.loads(summary_file.read_text())
+    summary["models"].append(model_entry("untrained_vit", 20.1, 21.0, 5_483_527, "fer2013/public_test", 8.6, seed=9))
+    summary_file.write_text(json.dumps(summary))
+    at = run_page()
+    speed = json.loads(at.get("vega_lite_chart")[1].proto.spec)
+    assert speed["encoding"]["y"]["scale"] == {"domain": [55.33, 67.73], "clamp": True}  # the trained models' range, +-2 points
+    assert any("no better than chance: untrained_vit" in c.value for c in at.caption)
+
+
 def test_model_details_show_confusion_matrix_and_available_images(summary_file):
     at = run_page()
     assert at.selectbox[0].value == "baseline_cnn"

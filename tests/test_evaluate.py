@@ -78,8 +78,9 @@ def summary(out: Path) -> dict:
 
 
 def assert_png(path: Path) -> None:
+    """A whole figure: PNG, or WebP for the attention maps."""
     with Image.open(path) as image:
-        assert image.format == "PNG" and min(image.size) > 200
+        assert image.format == ("WEBP" if path.suffix == ".webp" else "PNG") and min(image.size) > 200
         image.load()  # decodes every pixel: a truncated file fails here
 
 
@@ -123,7 +124,7 @@ def test_summary_csvs_and_pngs_for_three_architectures(tiny_fer, cache_dir, tmp_
             rows = list(csv.DictReader(f))
         assert len(rows) == 2 * 7 and {r["split"] for r in rows} == set(FER_SPLITS)
         assert float(rows[3]["f1"]) == entry["per_class"][rows[3]["split"]][rows[3]["class"]]["f1"]
-        assert entry["images"] == {"confusion": f"confusion_{entry['name']}.png", "attention": f"attention_{entry['name']}.png"}
+        assert entry["images"] == {"confusion": f"confusion_{entry['name']}.png", "attention": f"attention_{entry['name']}.webp"}
         for image in entry["images"].values():
             assert_png(out / image)
     assert_png(out / "comparison.png")
@@ -305,6 +306,21 @@ def test_ensemble_scores_the_mean_of_its_members_with_tta_chosen_on_the_selectio
     assert_png(out / entry["images"]["confusion"])
 
 
+def test_a_model_scored_alone_and_in_an_ensemble_runs_each_split_and_tta_once(tiny_fer, cache_dir, tmp_path, monkeypatch):
+    import training.evaluate as evaluate
+
+    members = [make_checkpoint(tmp_path / f"m{seed}.pt", "baseline_cnn", seed) for seed in range(2)]
+    passes = []
+    real = evaluate.split_probabilities
+    monkeypatch.setattr(evaluate, "split_probabilities", lambda model, images, *a, **k: passes.append(len(images)) or real(model, images, *a, **k))
+    code = main(["--checkpoints", *map(str, members), "--ensemble", f"duo={members[0]},{members[1]}", "--tta", "auto", "--data", str(tiny_fer),
+                 "--out", str(tmp_path / "results"), "--cache-dir", str(cache_dir), "--no-latency", "--device", "cpu"])
+    tta = {m["name"]: m["tta"] for m in summary(tmp_path / "results")["models"]}
+    assert code == 0 and set(tta) == {"m0", "m1", "duo"}
+    # each member: the three TTA modes on PublicTest, then PrivateTest with its own mode and the ensemble's; nothing twice
+    assert len(passes) == sum(3 + len({tta[m], tta["duo"]}) for m in ("m0", "m1")), (passes, tta)
+
+
 def test_ensemble_members_must_share_a_selection_split(tiny_fer, cache_dir, tmp_path, capsys):
     a = make_checkpoint(tmp_path / "a.pt")
     b = make_checkpoint(tmp_path / "b.pt", meta={"dataset": "fer2013", "selection_split": "fer2013/train_holdout", "metrics": {}})
@@ -347,5 +363,8 @@ def test_default_rule_picks_the_best_mean_recall_among_fast_single_models(tmp_pa
     record = json.loads((tmp_path / "default.json").read_text())
     assert record["checkpoint"] == "fast_good" and "mean per-class recall" in record["rule"]
     assert paths.resolve_checkpoint() == tmp_path / "fast_good.pt"
+    (tmp_path / "fast_good.pt").unlink()  # the rule's choice is not shipped here: its next eligible candidate, not the first by name
+    make_checkpoint(tmp_path / "fast_worse.pt")
+    assert paths.resolve_checkpoint() == tmp_path / "fast_worse.pt"
     (tmp_path / "default.json").write_text('{"checkpoint": "../../etc/passwd"}')
     assert paths.resolve_checkpoint() == tmp_path / "a_first_by_name.pt"  # a name, never a path

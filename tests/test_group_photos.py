@@ -87,8 +87,11 @@ def photo_faces(pipeline: MirrorPipeline, image: np.ndarray) -> list[FaceBox]:
 def test_group_photos_of_portraits(pipeline, detector, name, photo, at_least):
     image, faces = photo
     assert score(detector.detect(image), faces)[0] == 0, "one detector pass (live video) misses them all"
-    found, false = score(photo_faces(pipeline, image), faces)
+    boxes = photo_faces(pipeline, image)
+    found, false = score(boxes, faces)
     assert found >= at_least and false == 0, f"{name}: {found} of {len(faces)} faces, {false} false positives"
+    centres = [box.x + box.w / 2 for box in boxes]
+    assert centres == sorted(centres), "a photo's faces are numbered left to right"
 
 
 def test_group_photo_of_upscaled_fer2013_faces(pipeline, detector, fer2013_zip):

@@ -50,7 +50,7 @@ def free_port() -> int:
 def test_predict_command_prints_its_usage_from_the_checkout(installed, tmp_path):
     result = subprocess.run([installed / "emoji-mirror-predict", "--help"], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=clean_env())
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("usage:") and "--checkpoint" in result.stdout
+    assert result.stdout.startswith("usage: emoji-mirror-predict ") and "--checkpoint" in result.stdout
     where = subprocess.run([installed / "python", "-c", "import emoji_mirror; print(emoji_mirror.__file__)"], capture_output=True, text=True, cwd=tmp_path, env=clean_env())
     assert Path(where.stdout.strip()).parent == REPO_ROOT / "emoji_mirror"
 

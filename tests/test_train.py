@@ -208,6 +208,10 @@ def test_soft_targets_are_the_ensembles_mean_and_refuse_other_data(tiny_data, tm
     faces = dataset.splits["train"].labelled().images
     expected = np.mean([split_probabilities(load_model(m).model, faces, load_model(m).preprocessing) for m in members], axis=0)
     np.testing.assert_allclose(probs, expected, atol=1e-6)
+    assert soft_targets.main(["--ensemble", ",".join(members), "--data", str(tiny_data), "--cache-dir", str(tmp_path / "cache"),
+                              "--tta", "none", "--bf16", "--out", str(tmp_path / "bf16.npz")]) == 0
+    fast = soft_targets.load_soft_targets(tmp_path / "bf16.npz", dataset)  # bf16 autocast: close to fp32, not bit-equal
+    assert np.abs(fast - expected).max() < 0.05 and (fast.argmax(1) == expected.argmax(1)).mean() > 0.9 and not np.array_equal(fast, probs)
     other = soft_targets.FaceDataset(dataset.name, dataset.classes, dataset.splits, "another-fingerprint")
     with pytest.raises(soft_targets.DataError, match="made for other data"):
         soft_targets.load_soft_targets(out, other)

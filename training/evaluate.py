@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import hashlib
 import io
 import json
 import sys
@@ -246,6 +247,19 @@ def write_confusion(name: str, arch: str, tta: str, selection, classes, metrics:
     return images_written
 
 
+_PROBABILITIES: dict[tuple, np.ndarray] = {}  # (checkpoint file, its version, faces digest, TTA) -> probabilities, for this process
+
+
+def cached_probabilities(path: Path, loaded: LoadedModel, images: np.ndarray, tta: str, device: torch.device) -> np.ndarray:
+    """A checkpoint's probabilities on some faces with a TTA mode, computed once per process: a model scored alone and
+    again as an ensemble member (and each TTA mode once) costs one pass, not several."""
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size, hashlib.sha1(np.ascontiguousarray(images).data).hexdigest(), tta)
+    if key not in _PROBABILITIES:
+        _PROBABILITIES[key] = split_probabilities(loaded.model, images, loaded.preprocessing, device, tta)
+    return _PROBABILITIES[key]
+
+
 def evaluate_checkpoint(given: str, path: Path, datasets: Datasets, args: argparse.Namespace, device: torch.device, out: Path) -> dict:
     """Score one checkpoint on its dataset's labelled non-train splits, write its CSV and PNGs, return its summary entry."""
     loaded = load_model(path, device)
@@ -255,12 +269,12 @@ def evaluate_checkpoint(given: str, path: Path, datasets: Datasets, args: argpar
     selection = loaded.meta.get("selection_split")
 
     def probabilities(images, tta):
-        return split_probabilities(loaded.model, images, loaded.preprocessing, device, tta)
+        return cached_probabilities(path, loaded, images, tta, device)
 
     tta, metrics, per_class, confusion, tta_scores = score_splits(
         probabilities, scored, selection, dataset, args.tta, loaded.classes)
     images_written = write_confusion(name, loaded.arch, tta, selection, loaded.classes, metrics, per_class, confusion, out)
-    images_written["attention"] = f"attention_{name}.png"
+    images_written["attention"] = f"attention_{name}.webp"
     write_attention(loaded, dataset, scored, device, name, out / images_written["attention"])
     return {
         "name": name,
@@ -301,16 +315,8 @@ def evaluate_ensemble(specs: list[str], name: str, datasets: Datasets, args: arg
     selection = selections.pop()
     dataset = members[0][3]
     scored = labelled_splits(dataset, name)
-    cache: dict[tuple[int, int, str], np.ndarray] = {}
-
     def probabilities(images, tta):
-        per_member = []
-        for i, (_, _, loaded, _) in enumerate(members):
-            key = (i, id(images), tta)
-            if key not in cache:
-                cache[key] = split_probabilities(loaded.model, images, loaded.preprocessing, device, tta)
-            per_member.append(cache[key])
-        return np.mean(per_member, axis=0)
+        return np.mean([cached_probabilities(path, loaded, images, tta, device) for _, path, loaded, _ in members], axis=0)
 
     tta, metrics, per_class, confusion, tta_scores = score_splits(
         probabilities, scored, selection, dataset, args.tta, first.classes)

@@ -27,6 +27,10 @@ def describe_recipe(config: dict) -> str:
         parts.append(f"label smoothing {config['label_smoothing']}")
     if config.get("logit_adjust"):
         parts.append(f"logit-adjusted loss (tau {config['logit_adjust']}: balanced predictions)")
+    if config.get("targets") == "votes":
+        parts.append("trained on the annotators' vote distribution")
+    if config.get("teacher"):
+        parts.append(f"distilled from `{Path(config['teacher']).name}` (weight {config.get('distill_alpha')} on its soft labels)")
     if config.get("ema_decay"):
         warmup = " with decay warm-up" if config.get("ema_warmup") else ""
         parts.append(f"EMA {config['ema_decay']}{warmup} (the EMA weights are shipped)")
@@ -68,12 +72,15 @@ def render_card(path: Path) -> str:
         f"| {split} | {m['accuracy']:.2f} | {m['macro_f1']:.2f} | {percent(m.get('mean_recall'))} | {m['n']} | {'selection split (not an unbiased estimate)' if split == selection else 'held out'} |"
         for split, m in meta.get("metrics", {}).items()
     )
-    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in config.items() if k in ("recipe", "epochs", "batch_size", "lr", "patience", "warmup_epochs", "select_on"))
+    shown = ("recipe", "epochs", "batch_size", "lr", "patience", "warmup_epochs", "select_on", "seed", "logit_adjust", "targets", "teacher", "distill_alpha")
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in config.items()
+                     if k in shown and v is not None and not (k == "targets" and v == "labels") and not (k == "seed" and v == 0))
+    offset = payload['preprocessing'].get('face_offset_y', 0.0)
     return f"""# {path.stem}
 
 - **Architecture:** `{payload['arch']}` {payload.get('arch_kwargs') or ''} — {meta.get('params', 0) / 1e6:.2f}M parameters, built by `create_model("{payload['arch']}")`.
 - **Input:** {payload['preprocessing']['input_size']}x{payload['preprocessing']['input_size']} grayscale face crop, scaled to [0, 1], normalised with mean {payload['preprocessing']['mean']} / std {payload['preprocessing']['std']};
-  live crop: the detector's box plus {payload['preprocessing'].get('face_margin', 0.1)} of its side on each side, centre moved down by {payload['preprocessing'].get('face_offset_y', 0.0)} of it (`python -m training.framing`).
+  live crop: the detector's box plus {payload['preprocessing'].get('face_margin', 0.1)} of its side on each side, {f"centre moved {'up' if offset < 0 else 'down'} by {abs(offset)} of it" if offset else 'same centre'} (`python -m training.framing`).
 - **Classes:** {', '.join(payload['classes'])}.
 - **Data:** {meta.get('dataset', '?')} training split (data fingerprint `{meta.get('data_fingerprint', '?')[:16]}`); model selected on `{selection}`.
 - **Recipe:** {describe_recipe(config)}

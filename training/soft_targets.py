@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from emoji_mirror.checkpoint import CheckpointError, load_model
 from emoji_mirror.paths import resolve_checkpoint
@@ -22,15 +23,16 @@ from .data import DataError, FaceDataset, load_dataset
 from .scoring import split_probabilities
 
 
-def ensemble_probabilities(members: list[str], dataset: FaceDataset, tta: str, device: str = "cpu") -> np.ndarray:
-    """(N, C) mean class probabilities of the members on the labelled training faces."""
+def ensemble_probabilities(members: list[str], dataset: FaceDataset, tta: str, device: str = "cpu", bf16: bool = False) -> np.ndarray:
+    """(N, C) mean class probabilities of the members on the labelled training faces (bf16: under bfloat16 autocast)."""
     images = dataset.splits["train"].labelled().images
     probs = []
     for spec in members:
         loaded = load_model(resolve_checkpoint(spec), device)
         if tuple(loaded.classes) != tuple(dataset.classes):
             raise CheckpointError(f"teacher {spec} has classes {list(loaded.classes)}, the data has {list(dataset.classes)}")
-        probs.append(split_probabilities(loaded.model, images, loaded.preprocessing, device, tta))
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+            probs.append(split_probabilities(loaded.model, images, loaded.preprocessing, device, tta))
     return np.mean(probs, axis=0)
 
 
@@ -68,11 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tta", choices=TTA_MODES, default="flip", help="test-time augmentation of the teacher")
     p.add_argument("--out", type=Path, required=True, help="the .npz file to write")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--bf16", action="store_true", help="run the teacher under bfloat16 autocast (2-3x faster on a CPU with bf16; soft labels need no more)")
     args = p.parse_args(argv)
     members = [m.strip() for m in args.ensemble.split(",") if m.strip()]
     try:
         dataset = load_dataset(args.data, args.cache_dir)
-        probs = ensemble_probabilities(members, dataset, args.tta, args.device)
+        probs = ensemble_probabilities(members, dataset, args.tta, args.device, args.bf16)
     except (DataError, CheckpointError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

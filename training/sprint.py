@@ -24,12 +24,13 @@ import numpy as np
 import torch
 
 from emoji_mirror.checkpoint import CheckpointError, atomic_torch_save, first_line, load_model, read_checkpoint
+from emoji_mirror.preprocessing import TTA_MODES
 
 from .data import DataError, load_dataset, resolve_data_path
 from .evaluate import choose_tta, labelled_splits
 from .model_card import render_card
 from .scoring import score, split_probabilities
-from .sprint_device import PACK_DIR, RESULT_FILE_MIB, RESULT_FILES, device_calls, travel_report
+from .sprint_device import PACK_DIR, RESULT_FILE_MIB, RESULT_FILES, RESULT_TOTAL_MIB, device_calls, travel_report
 from .sprint_pack import SUFFIX, describe, write_pack
 from .sprint_plan import ACCURACY_SET, ENSEMBLE_NAME, EVAL_RESERVE_S, Job, planned_epochs, smoke_plan, train_command
 from .train import pick_device
@@ -39,6 +40,8 @@ BUNDLE = "checkpoints.tar"
 PART_BYTES = 15 * 2**20  # each returned file stays under the 16 MiB limit
 WORKER_STARTUP_S = 15.0  # a worker's import, data load and CUDA start, before its own budget clock runs
 KILL_GRACE_S = 10.0
+REPORT_RESERVE_BYTES = 2**20  # kept for summary.json and sprint.log beside the bundle
+TAR_OVERHEAD_BYTES = 2 * 1024  # a tar member's header and padding, at most
 
 
 class Log:
@@ -178,6 +181,19 @@ def evaluate_all(done: dict[str, Path], plan: dict[str, Job], datasets: dict, de
 # ---------------------------------------------------------------- what comes back
 
 
+def fit_returns(entries: list[dict], done: dict[str, Path], budget_bytes: int) -> tuple[list[str], list[str]]:
+    """Which checkpoints come back: best selection-split accuracy first, each while it and its card fit the budget; the rest stay behind."""
+    kept, left, used = [], [], 0
+    for entry in sorted(entries, key=lambda e: -e["metrics"][e["selection_split"]]["accuracy"]):
+        size = sum(p.stat().st_size + TAR_OVERHEAD_BYTES for p in (done[entry["name"]], done[entry["name"]].with_suffix(".md")))
+        if used + size <= budget_bytes:
+            kept.append(entry["name"])
+            used += size
+        else:
+            left.append(entry["name"])
+    return kept, left
+
+
 def bundle(paths: list[Path], out: Path) -> list[str]:
     """Tar the checkpoints and cards, split into parts under the per-file limit: out/checkpoints.tar.000, .001, ... (old parts removed)."""
     for stale in out.glob(f"{BUNDLE}.*"):
@@ -238,13 +254,19 @@ def run(args, plan: tuple[Job, ...]) -> int:
     singles, ensembles = evaluate_all(done, plan_by_name, datasets, device, log)
     for name, path in done.items():
         path.with_suffix(".md").write_text(render_card(path))
-    parts = bundle([p for path in done.values() for p in (path, path.with_suffix(".md"))], out)
+    kept, left_behind = fit_returns(singles, done, int(RESULT_TOTAL_MIB * 2**20) - REPORT_RESERVE_BYTES)
+    for name in left_behind:
+        reports[name]["status"] = f"trained, but left on the device: returned files are limited to {RESULT_TOTAL_MIB:g} MiB, better-scoring checkpoints came first"
+        log(f"{name}: {reports[name]['status']}")
+    ensembles = [e for e in ensembles if set(e["members"]) <= set(kept)]
+    parts = bundle([p for name in done if name in kept for p in (done[name], done[name].with_suffix(".md"))], out)
     models = [{**entry, "arch": plan_by_name[entry["name"]].model, "dataset": plan_by_name[entry["name"]].dataset,
-               "job": asdict(plan_by_name[entry["name"]]), **reports[entry["name"]]} for entry in singles]
+               "job": asdict(plan_by_name[entry["name"]]), **reports[entry["name"]]} for entry in singles if entry["name"] in kept]
     failed = [{"name": name, "job": asdict(plan_by_name[name]), **reports[name]} for name in reports if name not in done]  # incl. unscorable
+    left_on_device = [{"name": name, "job": asdict(plan_by_name[name]), **reports[name]} for name in left_behind]
     summary = {"format": FORMAT, "version": 1, "started": started.isoformat(timespec="seconds"), "device": device_name,
                "torch": torch.__version__, "budget_min": args.budget_min, "train_seconds": round(train_seconds, 1), "smoke": args.smoke,
-               "models": models, "failed": failed, "ensembles": ensembles, "bundle": parts,
+               "models": models, "failed": failed, "left_on_device": left_on_device, "ensembles": ensembles, "bundle": parts,
                "wall_seconds": round(time.monotonic() - clock, 1)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     log(f"wrote {out}: summary.json, sprint.log, {', '.join(parts)} in {summary['wall_seconds']:.0f} s of {args.budget_min * 60:.0f}")
@@ -311,6 +333,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoint-dir", default="checkpoints", help="--import: where the checkpoints, cards and default.json go")
     p.add_argument("--results", default="results", help="--import: the results folder whose summary.json is merged")
     p.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True, help="--import: measure CPU ms per face (the default rule needs it)")
+    p.add_argument("--tta", choices=("auto", *TTA_MODES), default="auto",
+                   help="--import: auto re-scores every TTA mode and reports with the device's choice; one mode checks and reports only "
+                        "that one (ten-crop on an 11M-parameter model takes this CPU about 20 minutes a split)")
     args = p.parse_args(argv)
     if args.budget_min <= 0:
         p.error(f"--budget-min must be positive (got {args.budget_min:g})")
@@ -326,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
             from .sprint_import import import_sprint
 
             return import_sprint(Path(args.import_dir), args.data, args.ferplus, args.cache_dir, Path(args.checkpoint_dir),
-                                 Path(args.results), Path(args.workdir or "runs/sprint_import"), args.latency)
+                                 Path(args.results), Path(args.workdir or "runs/sprint_import"), args.latency, args.tta)
         if args.smoke:
             torch.set_num_threads(1)  # tiny tensors: more threads only wait on each other (the workers get one each too)
             with tempfile.TemporaryDirectory(prefix="sprint-smoke-") as tmp:

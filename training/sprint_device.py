@@ -10,6 +10,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TRAVEL_LIMIT_MIB = 64.0  # the device tool's limit on the working tree plus carried paths, per call
 RESULT_FILES = 8  # what comes back: at most 8 files of 16 MiB each under $OUT
 RESULT_FILE_MIB = 16.0
+RESULT_TOTAL_MIB = 64.0  # ... and 64 MiB together: a file beyond it does not come back
 PACK_DIR = "data/sprint"  # ignored by git (data/), so the packs travel only when a call carries them
 SPRINT_TIMEOUT_S = 600
 FER2013_PACK_MIB = 44.3  # measured: train + PublicTest as their original JPEGs, xz

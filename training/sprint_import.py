@@ -55,12 +55,19 @@ def complete_checkpoint(path: Path, datasets: evaluate.Datasets) -> None:
 
 
 def mismatches(device: dict, here: dict | None) -> list[str]:
-    """How the device's scores of one entry differ from this machine's by more than the tolerance (none: they agree)."""
+    """How the device's scores of one entry differ from this machine's by more than the tolerance (none: they agree).
+
+    Scored here with every TTA mode (auto), each mode is checked; scored with one mode, that mode is."""
     if here is None:
         return ["not evaluated here"]
-    found = [f"{mode} TTA on the selection split: {acc:.2f} there, {here['tta_accuracy_on_selection'].get(mode, float('nan')):.2f} here"
-             for mode, acc in device["tta_accuracy_on_selection"].items()
-             if not abs(acc - here["tta_accuracy_on_selection"].get(mode, float("inf"))) <= TOLERANCE]
+    every_mode = bool(here.get("tta_accuracy_on_selection"))
+    here_modes = here["tta_accuracy_on_selection"] if every_mode else {here["tta"]: here["metrics"][here["selection_split"]]["accuracy"]}
+    checked = device["tta_accuracy_on_selection"] if every_mode else \
+        {mode: acc for mode, acc in device["tta_accuracy_on_selection"].items() if mode in here_modes}
+    if not checked:
+        return [f"the device did not score {here['tta']} TTA on the selection split"]
+    found = [f"{mode} TTA on the selection split: {acc:.2f} there, {here_modes.get(mode, float('nan')):.2f} here"
+             for mode, acc in checked.items() if not abs(acc - here_modes.get(mode, float("inf"))) <= TOLERANCE]
     if device["tta"] == here["tta"]:
         found += [f"{split}: {m['accuracy']:.2f} there, {here['metrics'][split]['accuracy']:.2f} here"
                   for split, m in device["metrics"].items()
@@ -97,8 +104,11 @@ def install(entries: list[dict], staging: Path, staged_results: Path, checkpoint
     evaluate.write_default(models, checkpoint_dir / "default.json")
 
 
-def import_sprint(src: Path, data, ferplus, cache_dir, checkpoint_dir: Path, results_dir: Path, workdir: Path, latency: bool = True) -> int:
-    """Re-evaluate, check (±0.1 accuracy points) and install what a sprint returned; 1 when anything was refused."""
+def import_sprint(src: Path, data, ferplus, cache_dir, checkpoint_dir: Path, results_dir: Path, workdir: Path, latency: bool = True,
+                  tta: str = "auto") -> int:
+    """Re-evaluate, check (±0.1 accuracy points) and install what a sprint returned; 1 when anything was refused.
+
+    tta "auto" re-scores every mode and reports with the one chosen on the selection split; a fixed mode checks and reports that one."""
     try:
         sprint = json.loads((src / "summary.json").read_text())
     except (OSError, ValueError) as exc:
@@ -112,7 +122,7 @@ def import_sprint(src: Path, data, ferplus, cache_dir, checkpoint_dir: Path, res
     datasets = evaluate.Datasets(data, ferplus, cache_dir)
     for model in sprint["models"]:
         complete_checkpoint(staging / f"{model['name']}.pt", datasets)
-    argv = ["--checkpoints", *(str(staging / f"{m['name']}.pt") for m in sprint["models"]), "--out", str(staged_results), "--fresh", "--tta", "auto"]
+    argv = ["--checkpoints", *(str(staging / f"{m['name']}.pt") for m in sprint["models"]), "--out", str(staged_results), "--fresh", "--tta", tta]
     argv += [a for e in sprint["ensembles"] for a in ("--ensemble", f"{e['name']}=" + ",".join(str(staging / f"{n}.pt") for n in e["members"]))]
     argv += [a for flag, value in (("--data", data), ("--ferplus", ferplus), ("--cache-dir", cache_dir)) if value for a in (flag, str(value))]
     evaluated = evaluate.main(argv + ([] if latency else ["--no-latency"]))
@@ -129,7 +139,7 @@ def import_sprint(src: Path, data, ferplus, cache_dir, checkpoint_dir: Path, res
             print(f"checked {entry['name']}: the device's scores agree within {TOLERANCE} points")
     if accepted:
         install(accepted, staging, staged_results, checkpoint_dir, results_dir)
-    for job in sprint["failed"]:
+    for job in sprint["failed"] + sprint.get("left_on_device", []):
         print(f"not returned: {job['name']} ({job['status']})")
     tree = tree_bytes() / 2**20
     if tree + FER2013_PACK_MIB > TRAVEL_LIMIT_MIB:

@@ -192,6 +192,12 @@ def model_points(summary: Summary) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def below_chance(points: pd.DataFrame, chance: pd.DataFrame) -> pd.Series:
+    """For each point of model_points: whether its accuracy is no better than always answering its split's most frequent class."""
+    levels = dict(zip(chance["split"], chance["chance"])) if len(chance) else {}
+    return pd.Series([acc <= levels.get(split, 0.0) for acc, split in zip(points["accuracy"], points["split"])], index=points.index, dtype=bool)
+
+
 def chance_levels(summary: Summary) -> pd.DataFrame:
     """split, chance: accuracy (percent) of always answering the split's most frequent class, from per-class supports."""
     rates = {}
