@@ -27,10 +27,18 @@ def default_checkpoint_names() -> list[str]:
     rank order (a model that is listed but not shipped falls through to the next); empty when absent or unreadable."""
     try:
         record = json.loads(DEFAULT_FILE.read_text(encoding="utf-8"))
-        names = [record.get("checkpoint")] + [c.get("model") for c in record.get("candidates", []) if c.get("eligible")]
-    except (OSError, ValueError, AttributeError, TypeError):
+    except (OSError, ValueError):
         return []
+    if not isinstance(record, dict):
+        return []
+    candidates = record.get("candidates") if isinstance(record.get("candidates"), list) else []
+    names = [record.get("checkpoint")] + [c.get("model") for c in candidates if isinstance(c, dict) and c.get("eligible")]
     return [name for name in names if isinstance(name, str) and name and Path(name).name == name]
+
+
+def default_checkpoint() -> Path | None:
+    """The first checkpoint default.json names that is on disk in checkpoints/ (None when none is)."""
+    return next((CHECKPOINT_DIR / f"{n}.pt" for n in default_checkpoint_names() if (CHECKPOINT_DIR / f"{n}.pt").is_file()), None)
 
 
 def resolve_checkpoint(spec: str | os.PathLike | None = None) -> Path:
@@ -41,9 +49,9 @@ def resolve_checkpoint(spec: str | os.PathLike | None = None) -> Path:
     """
     spec = spec or os.environ.get(CHECKPOINT_ENV)
     if not spec:
-        for name in default_checkpoint_names():
-            if (CHECKPOINT_DIR / f"{name}.pt").is_file():
-                return CHECKPOINT_DIR / f"{name}.pt"
+        chosen = default_checkpoint()
+        if chosen:
+            return chosen
         shipped = list_checkpoints()
         if shipped:
             return shipped[0]

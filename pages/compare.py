@@ -6,7 +6,7 @@ import streamlit as st
 from emoji_mirror import default_rule
 from emoji_mirror.app import results
 from emoji_mirror.images import ImageReadError, read_image
-from emoji_mirror.paths import CHECKPOINT_DIR, default_checkpoint_names
+from emoji_mirror.paths import default_checkpoint
 
 
 def show_figure(path) -> None:
@@ -47,7 +47,7 @@ st.caption(
 )
 
 st.subheader("The app's default model")
-default_name = next((n for n in default_checkpoint_names() if (CHECKPOINT_DIR / f"{n}.pt").is_file()), None)  # the first one shipped
+default_name = getattr(default_checkpoint(), "stem", None)
 st.markdown(f"**Rule:** {default_rule.DEFAULT_RULE}. "
             f"By these results the rule picks **{default_rule.rule_choice(summary.models) or 'no model'}**; "
             f"the app's default now (`checkpoints/default.json`) is **{default_name or 'not set: the first checkpoint by name'}**.")

@@ -315,6 +315,7 @@ def evaluate_ensemble(specs: list[str], name: str, datasets: Datasets, args: arg
     selection = selections.pop()
     dataset = members[0][3]
     scored = labelled_splits(dataset, name)
+
     def probabilities(images, tta):
         return np.mean([cached_probabilities(path, loaded, images, tta, device) for _, path, loaded, _ in members], axis=0)
 

@@ -73,8 +73,8 @@ def render_card(path: Path) -> str:
         for split, m in meta.get("metrics", {}).items()
     )
     shown = ("recipe", "epochs", "batch_size", "lr", "patience", "warmup_epochs", "select_on", "seed", "logit_adjust", "targets", "teacher", "distill_alpha")
-    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in config.items()
-                     if k in shown and v is not None and not (k == "targets" and v == "labels") and not (k == "seed" and v == 0))
+    unshown_defaults = {"seed": 0, "targets": "labels"}
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in config.items() if k in shown and v is not None and unshown_defaults.get(k) != v)
     offset = payload['preprocessing'].get('face_offset_y', 0.0)
     return f"""# {path.stem}
 
