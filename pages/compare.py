@@ -105,10 +105,10 @@ for column, field, title in ((speed, "latency ms/face", "CPU ms per face (batch 
 if useless.any():
     st.caption(f"On the bottom edge, no better than chance: {', '.join(points.loc[useless, 'model'])} (their numbers are in the table).")
 
-comparison_png = summary.image(summary.images.get("comparison"))
-if comparison_png:
+comparison_chart = summary.image(summary.images.get("comparison"))
+if comparison_chart:
     with st.expander("Comparison figure written by the evaluator"):
-        show_figure(comparison_png)
+        show_figure(comparison_chart)
 
 # ---------------------------------------------------------------- one model in detail
 

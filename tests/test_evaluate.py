@@ -77,8 +77,8 @@ def summary(out: Path) -> dict:
     return json.loads((out / "summary.json").read_text())
 
 
-def assert_png(path: Path) -> None:
-    """A whole figure: PNG, or WebP for the attention maps."""
+def assert_figure(path: Path) -> None:
+    """A whole figure, in the format its name says (WebP: the charts losslessly, the attention maps lossy)."""
     with Image.open(path) as image:
         assert image.format == ("WEBP" if path.suffix == ".webp" else "PNG") and min(image.size) > 200
         image.load()  # decodes every pixel: a truncated file fails here
@@ -104,7 +104,7 @@ def test_summary_csvs_and_pngs_for_three_architectures(tiny_fer, cache_dir, tmp_
     assert run(checkpoints, out, tiny_fer, cache_dir) == 0
 
     result = summary(out)
-    assert set(result) == {"generated", "models", "images"} and result["images"] == {"comparison": "comparison.png"}
+    assert set(result) == {"generated", "models", "images"} and result["images"] == {"comparison": "comparison.webp"}
     assert [e["name"] for e in result["models"]] == ["baseline_cnn", "attention_cnn", "vit_tiny"]
     for entry, checkpoint in zip(result["models"], checkpoints):
         loaded = load_model(checkpoint)
@@ -124,10 +124,10 @@ def test_summary_csvs_and_pngs_for_three_architectures(tiny_fer, cache_dir, tmp_
             rows = list(csv.DictReader(f))
         assert len(rows) == 2 * 7 and {r["split"] for r in rows} == set(FER_SPLITS)
         assert float(rows[3]["f1"]) == entry["per_class"][rows[3]["split"]][rows[3]["class"]]["f1"]
-        assert entry["images"] == {"confusion": f"confusion_{entry['name']}.png", "attention": f"attention_{entry['name']}.webp"}
+        assert entry["images"] == {"confusion": f"confusion_{entry['name']}.webp", "attention": f"attention_{entry['name']}.webp"}
         for image in entry["images"].values():
-            assert_png(out / image)
-    assert_png(out / "comparison.png")
+            assert_figure(out / image)
+    assert_figure(out / "comparison.webp")
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))
 
     printed = capsys.readouterr().out
@@ -303,7 +303,7 @@ def test_ensemble_scores_the_mean_of_its_members_with_tta_chosen_on_the_selectio
     assert entry["tta"] == max(on_selection, key=on_selection.get)
     for split in ("public_test", "private_test"):
         assert entry["metrics"][f"fer2013/{split}"] == score(mean_probs(split, entry["tta"]), faces[split].labels)
-    assert_png(out / entry["images"]["confusion"])
+    assert_figure(out / entry["images"]["confusion"])
 
 
 def test_a_model_scored_alone_and_in_an_ensemble_runs_each_split_and_tta_once(tiny_fer, cache_dir, tmp_path, monkeypatch):
@@ -368,3 +368,15 @@ def test_default_rule_picks_the_best_mean_recall_among_fast_single_models(tmp_pa
     assert paths.resolve_checkpoint() == tmp_path / "fast_worse.pt"
     (tmp_path / "default.json").write_text('{"checkpoint": "../../etc/passwd"}')
     assert paths.resolve_checkpoint() == tmp_path / "a_first_by_name.pt"  # a name, never a path
+
+
+def test_charts_are_saved_as_lossless_webp_and_attention_maps_as_lossy(tmp_path):
+    confusion = np.diag([5, 1, 2, 9, 4, 3, 6])
+    fig = report.confusion_figure({"fer2013/private_test": confusion}, list(FER2013_CLASSES), {"fer2013/private_test": 60.0}, "chart")
+    report.save_figure(fig, tmp_path / "chart.png")
+    report.save_figure(fig, tmp_path / "chart.webp", lossless=True)
+    report.save_figure(fig, tmp_path / "lossy.webp")
+    # the RIFF container names its bitstream: VP8L is WebP's lossless coding, "VP8 " the lossy one
+    assert (tmp_path / "chart.webp").read_bytes()[12:16] == b"VP8L" and (tmp_path / "lossy.webp").read_bytes()[12:16] == b"VP8 "
+    with Image.open(tmp_path / "chart.png") as png, Image.open(tmp_path / "chart.webp") as webp:
+        assert png.size == webp.size and (tmp_path / "chart.webp").stat().st_size < (tmp_path / "chart.png").stat().st_size

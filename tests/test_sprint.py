@@ -23,10 +23,12 @@ from emoji_mirror.paths import run_name_problem
 from training import train
 from training.data import load_dataset
 from training.sprint import REPORT_RESERVE_BYTES, Log, collect, fit_returns, wait_all
-from training.sprint_device import RESULT_FILE_MIB, RESULT_FILES, RESULT_TOTAL_MIB, device_calls
+from training.sprint_device import REPO_ROOT as DEVICE_ROOT, RESULT_FILE_MIB, RESULT_FILES, RESULT_TOTAL_MIB, TREE_ROOM_MIB, device_calls
 from training.sprint_import import mismatches
 from training.sprint_pack import write_pack
-from training.sprint_plan import ACCURACY_SET, ENSEMBLE_NAME, fp16_mib, planned_epochs, smoke_plan
+from training.sprint_plan import ACCURACY_SET, PLANS, SEED_SET, fp16_mib, planned_epochs, smoke_plan
+
+ENSEMBLE_NAME = PLANS["accuracy"][1]
 from training.sprint_smoke import make_tiny_data
 
 # Not on the GPU machine's image: the sprint (and every worker it starts) must run without them.
@@ -76,7 +78,7 @@ def test_import_installs_the_smoke_output_with_the_test_splits_scored_here(smoke
     assert set(models) == {job.name for job in smoke_plan()} | {ENSEMBLE_NAME}
     assert "fer2013/private_test" in models[ENSEMBLE_NAME]["metrics"] and "ferplus/private_test" in models["resnet18_fer_ferplus"]["metrics"]
     assert models["vit_tiny_ours"]["checkpoint"] == str((root / "checkpoints" / "vit_tiny_ours.pt").resolve())
-    assert (root / "results" / f"confusion_{ENSEMBLE_NAME}.png").is_file() and (root / "results" / "results.md").is_file()
+    assert (root / "results" / f"confusion_{ENSEMBLE_NAME}.webp").is_file() and (root / "results" / "results.md").is_file()
 
 
 def test_import_refuses_scores_that_disagree_by_more_than_a_tenth():
@@ -146,6 +148,24 @@ def test_the_plan_fits_the_lending_rules():
     calls = device_calls(8, {"fer2013": Path("data/sprint/fer2013.sprintpack"), "ferplus": Path("data/sprint/ferplus.sprintpack")})
     assert [c["carry"] for c in calls] == [["data/sprint/ferplus.sprintpack"], ["data/sprint/fer2013.sprintpack"]]
     assert all(len(c["command"]) <= 2000 and c["timeout_s"] <= 600 for c in calls) and "--budget-min 8 " in calls[1]["command"]
+
+
+def test_the_tracked_tree_leaves_room_beside_each_data_pack_in_a_device_call():
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=DEVICE_ROOT, capture_output=True, check=True).stdout.decode().split("\0")
+    tracked_mib = sum((DEVICE_ROOT / name).stat().st_size for name in listed if name and (DEVICE_ROOT / name).is_file()) / 2**20
+    assert tracked_mib <= TREE_ROOM_MIB, f"tracked files weigh {tracked_mib:.1f} MiB: a sprint call would exceed 64 MiB"
+
+
+def test_the_seeds_plan_adds_new_resnet18_seeds_in_one_call_without_the_ferplus_pack():
+    names = [job.name for job in SEED_SET]
+    assert len(set(names)) == len(names) and not set(names) & {job.name for job in ACCURACY_SET} and "resnet18_fer_gpu_s1" not in names
+    assert all(job.model == "resnet18_fer" and job.dataset == "fer2013" and job.ensemble for job in SEED_SET)
+    assert len({job.seed for job in SEED_SET} | {0, 1}) == len(SEED_SET) + 2  # seeds 0 and 1 were trained by the first sprint
+    assert all(planned_epochs(job, 6 * 60, smoke=False) >= 60 for job in SEED_SET)
+    packs = {"fer2013": Path("data/sprint/fer2013.sprintpack"), "ferplus": Path("data/sprint/ferplus.sprintpack")}
+    calls = device_calls(9, packs, "seeds", {job.dataset for job in SEED_SET})
+    assert len(calls) == 1 and calls[0]["carry"] == ["data/sprint/fer2013.sprintpack"]
+    assert calls[0]["command"].startswith("python -m training.sprint --plan seeds --budget-min 9 ")
 
 
 def test_what_comes_back_is_the_best_scoring_checkpoints_that_fit_the_returned_bytes(tmp_path):

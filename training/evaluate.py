@@ -32,7 +32,7 @@ from .train import pick_device
 
 SUMMARY_FILE = "summary.json"
 MARKDOWN_FILE = "results.md"
-COMPARISON_FILE = "comparison.png"
+COMPARISON_FILE = "comparison.webp"
 LATENCY_WARMUP_RUNS = 5
 
 
@@ -238,12 +238,12 @@ def score_splits(probabilities, scored: dict, selection: str | None, dataset: Fa
 
 
 def write_confusion(name: str, arch: str, tta: str, selection, classes, metrics: dict, per_class: dict, confusion: dict, out: Path) -> dict:
-    """per_class_<name>.csv and confusion_<name>.png; returns the images entry."""
-    images_written = {"confusion": f"confusion_{name}.png"}
+    """per_class_<name>.csv and confusion_<name>.webp (lossless); returns the images entry."""
+    images_written = {"confusion": f"confusion_{name}.webp"}
     report.write_atomic(out / f"per_class_{name}.csv", per_class_csv(per_class))
     title = f"{name} ({arch}), TTA {tta}, selected on {selection}"
     report.save_figure(report.confusion_figure(confusion, list(classes), {s: m["accuracy"] for s, m in metrics.items()}, title),
-                       out / images_written["confusion"])
+                       out / images_written["confusion"], lossless=True)
     return images_written
 
 
@@ -481,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
     if entries:
         models = merge_models(existing, entries)
-        report.save_figure(report.comparison_figure(models), out / COMPARISON_FILE)
+        report.save_figure(report.comparison_figure(models), out / COMPARISON_FILE, lossless=True)
         summary = {"generated": datetime.now(timezone.utc).isoformat(timespec="seconds"), "models": models, "images": {"comparison": COMPARISON_FILE}}
         report.write_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
         report.write_atomic(out / MARKDOWN_FILE, results_markdown(models).encode())

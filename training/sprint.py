@@ -32,7 +32,7 @@ from .model_card import render_card
 from .scoring import score, split_probabilities
 from .sprint_device import PACK_DIR, RESULT_FILE_MIB, RESULT_FILES, RESULT_TOTAL_MIB, device_calls, travel_report
 from .sprint_pack import SUFFIX, describe, write_pack
-from .sprint_plan import ACCURACY_SET, ENSEMBLE_NAME, EVAL_RESERVE_S, Job, planned_epochs, smoke_plan, train_command
+from .sprint_plan import EVAL_RESERVE_S, PLANS, Job, planned_epochs, smoke_plan, train_command
 from .train import pick_device
 
 FORMAT = "emoji-mirror-sprint"
@@ -146,7 +146,8 @@ def score_entry(probabilities, scored: dict, selection: str) -> dict:
     return {"selection_split": selection, "tta": tta, "tta_accuracy_on_selection": tta_scores, "metrics": metrics}
 
 
-def evaluate_all(done: dict[str, Path], plan: dict[str, Job], datasets: dict, device: torch.device, log: Log) -> tuple[list, list]:
+def evaluate_all(done: dict[str, Path], plan: dict[str, Job], ensemble_name: str, datasets: dict, device: torch.device,
+                 log: Log) -> tuple[list, list]:
     """Score every returned checkpoint on the splits the device has (selection split at least), and the FER2013 ensemble.
 
     A checkpoint that cannot be scored is left out of `done` (and so of what returns), with the reason logged."""
@@ -166,14 +167,14 @@ def evaluate_all(done: dict[str, Path], plan: dict[str, Job], datasets: dict, de
     ensembles = []
     members = [n for n in done if plan[n].ensemble]
     if len(members) >= 2:
-        scored = labelled_splits(datasets["fer2013"], ENSEMBLE_NAME)
+        scored = labelled_splits(datasets["fer2013"], ensemble_name)
 
         def mean_probabilities(split, mode):
             return np.mean([scorer.probabilities(loaded_models[n], n, split, scored[split][0], mode) for n in members], axis=0)
 
-        entry = {"name": ENSEMBLE_NAME, "members": members, **score_entry(mean_probabilities, scored, entries[members[0]]["selection_split"])}
+        entry = {"name": ensemble_name, "members": members, **score_entry(mean_probabilities, scored, entries[members[0]]["selection_split"])}
         ensembles.append(entry)
-        log(f"{ENSEMBLE_NAME} of {', '.join(members)}: {entry['selection_split']} "
+        log(f"{ensemble_name} of {', '.join(members)}: {entry['selection_split']} "
             f"{entry['metrics'][entry['selection_split']]['accuracy']:.2f}% (TTA {entry['tta']})")
     return [{"name": n, **e} for n, e in entries.items()], ensembles
 
@@ -213,7 +214,7 @@ def bundle(paths: list[Path], out: Path) -> list[str]:
     return names
 
 
-def run(args, plan: tuple[Job, ...]) -> int:
+def run(args, plan: tuple[Job, ...], ensemble_name: str) -> int:
     """The sprint: unpack the data, train every job concurrently inside the budget, score, and write at most 8 files to --out."""
     started, clock = datetime.now(timezone.utc), time.monotonic()
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
@@ -222,7 +223,7 @@ def run(args, plan: tuple[Job, ...]) -> int:
     log = Log(work / "sprint.log")
     device = pick_device(args.device)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-    log(f"torch {torch.__version__} on {device_name}; budget {args.budget_min:g} min; {len(plan)} jobs{' (smoke)' if args.smoke else ''}")
+    log(f"torch {torch.__version__} on {device_name}; budget {args.budget_min:g} min; plan {args.plan}: {len(plan)} jobs{' (smoke)' if args.smoke else ''}")
     packs, datasets = {}, {}
     for name in sorted({job.dataset for job in plan}):
         pack = Path(args.packs) / f"{name}{SUFFIX}"
@@ -251,13 +252,17 @@ def run(args, plan: tuple[Job, ...]) -> int:
         if path is not None:
             done[job.name] = path
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # scores the CPU can reproduce (--import)
-    singles, ensembles = evaluate_all(done, plan_by_name, datasets, device, log)
+    singles, ensembles = evaluate_all(done, plan_by_name, ensemble_name, datasets, device, log)
     for name, path in done.items():
         path.with_suffix(".md").write_text(render_card(path))
     kept, left_behind = fit_returns(singles, done, int(RESULT_TOTAL_MIB * 2**20) - REPORT_RESERVE_BYTES)
     for name in left_behind:
         reports[name]["status"] = f"trained, but left on the device: returned files are limited to {RESULT_TOTAL_MIB:g} MiB, better-scoring checkpoints came first"
         log(f"{name}: {reports[name]['status']}")
+    if left_behind:
+        files = " ".join(f"{name}.pt {name}.md" for name in left_behind)
+        log(f'fetch them at once, while the machine is warm: device call `cd {(work / "export").resolve()} && sha256sum *.pt && tar cf - {files} '
+            f'| split -b {PART_BYTES // 2**20}M -d -a 3 - "$OUT/left.tar."`, then here `cat left.tar.* | tar xf -` into checkpoints/')
     ensembles = [e for e in ensembles if set(e["members"]) <= set(kept)]
     parts = bundle([p for name in done if name in kept for p in (done[name], done[name].with_suffix(".md"))], out)
     models = [{**entry, "arch": plan_by_name[entry["name"]].model, "dataset": plan_by_name[entry["name"]].dataset,
@@ -265,7 +270,7 @@ def run(args, plan: tuple[Job, ...]) -> int:
     failed = [{"name": name, "job": asdict(plan_by_name[name]), **reports[name]} for name in reports if name not in done]  # incl. unscorable
     left_on_device = [{"name": name, "job": asdict(plan_by_name[name]), **reports[name]} for name in left_behind]
     summary = {"format": FORMAT, "version": 1, "started": started.isoformat(timespec="seconds"), "device": device_name,
-               "torch": torch.__version__, "budget_min": args.budget_min, "train_seconds": round(train_seconds, 1), "smoke": args.smoke,
+               "torch": torch.__version__, "plan": args.plan, "budget_min": args.budget_min, "train_seconds": round(train_seconds, 1), "smoke": args.smoke,
                "models": models, "failed": failed, "left_on_device": left_on_device, "ensembles": ensembles, "bundle": parts,
                "wall_seconds": round(time.monotonic() - clock, 1)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -293,7 +298,7 @@ def pack(args) -> int:
         print(describe(path))
     if "fer2013" not in packs:
         raise DataError("--pack needs FER2013: pass --data PATH (and --ferplus PATH for the FER+ job)")
-    report, fits = travel_report(device_calls(args.budget_min, packs))
+    report, fits = travel_report(device_calls(args.budget_min, packs, args.plan, {job.dataset for job in PLANS[args.plan][0]}))
     print(report)
     return 0 if fits else 1
 
@@ -308,7 +313,7 @@ def smoke(args) -> int:
     args.packs, args.cache_dir, args.out, args.workdir = str(root / "packs"), str(root / "cache"), str(root / "out"), str(root / "work")
     for name, source in (("fer2013", fer2013), ("ferplus", ferplus)):
         write_pack(source, Path(args.packs) / f"{name}{SUFFIX}", args.cache_dir)
-    code = run(args, smoke_plan())
+    code = run(args, smoke_plan(args.plan), PLANS[args.plan][1])
     returned = sorted(Path(args.out).iterdir())
     too_big = [p.name for p in returned if p.stat().st_size > RESULT_FILE_MIB * 2**20]
     if len(returned) > RESULT_FILES or too_big:
@@ -322,6 +327,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     mode.add_argument("--pack", action="store_true", help="make the data packs in --packs from --data/--ferplus; print sizes and the device calls")
     mode.add_argument("--import", dest="import_dir", metavar="DIR", help="re-evaluate a sprint's returned files here, check them, install them")
     mode.add_argument("--smoke", action="store_true", help="the whole path on this CPU with tiny data and models (tmp --workdir)")
+    p.add_argument("--plan", choices=sorted(PLANS), default="accuracy",
+                   help="what to train: accuracy (the seven-model accuracy set) or seeds (more resnet18_fer seeds for the ensemble)")
     p.add_argument("--budget-min", type=float, default=8.0, help="wall-clock minutes for the whole sprint (training stops on it, not on a crash)")
     p.add_argument("--out", default=os.environ.get("OUT", "runs/sprint_out"), help="where the (at most 8) returned files go (default: $OUT)")
     p.add_argument("--packs", default=PACK_DIR, help="folder of the *.sprintpack files")
@@ -358,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.workdir, args.device = args.workdir or tmp, "cpu"
                 return smoke(args)
         args.workdir = args.workdir or "runs/sprint"
-        return run(args, ACCURACY_SET)
+        return run(args, *PLANS[args.plan])
     except (DataError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -14,6 +14,8 @@ RESULT_TOTAL_MIB = 64.0  # ... and 64 MiB together: a file beyond it does not co
 PACK_DIR = "data/sprint"  # ignored by git (data/), so the packs travel only when a call carries them
 SPRINT_TIMEOUT_S = 600
 FER2013_PACK_MIB = 44.3  # measured: train + PublicTest as their original JPEGs, xz
+FERPLUS_PACK_MIB = 46.5  # measured: train + Valid as labelled pixels, xz (the larger pack: it sets the room the tree has)
+TREE_ROOM_MIB = TRAVEL_LIMIT_MIB - max(FER2013_PACK_MIB, FERPLUS_PACK_MIB)  # the most the tree may weigh for every call to fit
 
 
 def tree_bytes(root: Path = REPO_ROOT) -> int:
@@ -23,14 +25,16 @@ def tree_bytes(root: Path = REPO_ROOT) -> int:
     return sum((root / name).stat().st_size for name in listed if name and (root / name).is_file())
 
 
-def device_calls(budget_min: float, packs: dict[str, Path]) -> list[dict]:
+def device_calls(budget_min: float, packs: dict[str, Path], plan: str = "accuracy", datasets: set[str] | None = None) -> list[dict]:
     """The device `run` calls, in order: FER+'s pack first (it stays on the warm machine: data/ is ignored), then the sprint with FER2013's.
 
-    The two packs do not fit one call beside the tree (64 MiB), so FER+ travels in a short call just before the sprint."""
+    The two packs do not fit one call beside the tree (64 MiB), so FER+ travels in a short call just before the sprint; a plan
+    without FER+ jobs (`datasets`) skips that call."""
     calls = []
-    if "ferplus" in packs:
+    plan_flag = "" if plan == "accuracy" else f" --plan {plan}"
+    if "ferplus" in packs and (datasets is None or "ferplus" in datasets):
         calls.append({"command": f"ls -l {PACK_DIR}", "carry": [f"{PACK_DIR}/{packs['ferplus'].name}"], "timeout_s": 60})
-    calls.append({"command": f'python -m training.sprint --budget-min {budget_min:g} --packs {PACK_DIR} --cache-dir runs/sprint_cache --out "$OUT"',
+    calls.append({"command": f'python -m training.sprint{plan_flag} --budget-min {budget_min:g} --packs {PACK_DIR} --cache-dir runs/sprint_cache --out "$OUT"',
                   "carry": [f"{PACK_DIR}/{packs['fer2013'].name}"], "timeout_s": SPRINT_TIMEOUT_S})
     return calls
 

@@ -16,7 +16,7 @@ from . import evaluate, report
 from .data import DataError
 from .model_card import render_card
 from .scoring import score, split_probabilities
-from .sprint_device import FER2013_PACK_MIB, TRAVEL_LIMIT_MIB, tree_bytes
+from .sprint_device import TRAVEL_LIMIT_MIB, TREE_ROOM_MIB, tree_bytes
 
 TOLERANCE = 0.1  # accuracy points between the device's scores and this machine's
 SPRINT_FORMAT = "emoji-mirror-sprint"
@@ -95,7 +95,7 @@ def install(entries: list[dict], staging: Path, staged_results: Path, checkpoint
         for image in [*entry.get("images", {}).values(), f"per_class_{entry['name']}.csv"]:
             shutil.copy2(staged_results / image, results_dir / image)
     models = evaluate.merge_models(evaluate.read_summary(results_dir / evaluate.SUMMARY_FILE), entries)
-    report.save_figure(report.comparison_figure(models), results_dir / evaluate.COMPARISON_FILE)
+    report.save_figure(report.comparison_figure(models), results_dir / evaluate.COMPARISON_FILE, lossless=True)
     summary = {"generated": datetime.now(timezone.utc).isoformat(timespec="seconds"), "models": models,
                "images": {"comparison": evaluate.COMPARISON_FILE}}
     report.write_atomic(results_dir / evaluate.SUMMARY_FILE, json.dumps(summary, indent=2).encode())
@@ -142,7 +142,7 @@ def import_sprint(src: Path, data, ferplus, cache_dir, checkpoint_dir: Path, res
     for job in sprint["failed"] + sprint.get("left_on_device", []):
         print(f"not returned: {job['name']} ({job['status']})")
     tree = tree_bytes() / 2**20
-    if tree + FER2013_PACK_MIB > TRAVEL_LIMIT_MIB:
-        print(f"warning: the working tree is now {tree:.1f} MiB; with the {FER2013_PACK_MIB:g} MiB FER2013 pack a sprint call exceeds "
-              f"{TRAVEL_LIMIT_MIB:.0f} MiB until large checkpoints leave the tracked tree")
+    if tree > TREE_ROOM_MIB:
+        print(f"warning: the working tree is now {tree:.1f} MiB; beside the larger data pack a sprint call exceeds "
+              f"{TRAVEL_LIMIT_MIB:.0f} MiB until it is {TREE_ROOM_MIB:.1f} MiB or less (leave large checkpoints untracked)")
     return 1 if refused or evaluated != 0 or sprint["failed"] else 0
