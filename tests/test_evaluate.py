@@ -375,7 +375,7 @@ def test_charts_are_saved_as_lossless_webp_and_attention_maps_as_lossy(tmp_path)
     fig = report.confusion_figure({"fer2013/private_test": confusion}, list(FER2013_CLASSES), {"fer2013/private_test": 60.0}, "chart")
     report.save_figure(fig, tmp_path / "chart.png")
     report.save_figure(fig, tmp_path / "chart.webp", lossless=True)
-    report.save_figure(fig, tmp_path / "lossy.webp")
+    report.save_figure(fig, tmp_path / "lossy.webp", lossless=False)
     # the RIFF container names its bitstream: VP8L is WebP's lossless coding, "VP8 " the lossy one
     assert (tmp_path / "chart.webp").read_bytes()[12:16] == b"VP8L" and (tmp_path / "lossy.webp").read_bytes()[12:16] == b"VP8 "
     with Image.open(tmp_path / "chart.png") as png, Image.open(tmp_path / "chart.webp") as webp:

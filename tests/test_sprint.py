@@ -23,13 +23,13 @@ from emoji_mirror.paths import run_name_problem
 from training import train
 from training.data import load_dataset
 from training.sprint import REPORT_RESERVE_BYTES, Log, collect, fit_returns, wait_all
-from training.sprint_device import REPO_ROOT as DEVICE_ROOT, RESULT_FILE_MIB, RESULT_FILES, RESULT_TOTAL_MIB, TREE_ROOM_MIB, device_calls
+from training.sprint_device import RESULT_FILE_MIB, RESULT_FILES, RESULT_TOTAL_MIB, TREE_ROOM_MIB, device_calls, tree_bytes
 from training.sprint_import import mismatches
 from training.sprint_pack import write_pack
 from training.sprint_plan import ACCURACY_SET, PLANS, SEED_SET, fp16_mib, planned_epochs, smoke_plan
+from training.sprint_smoke import make_tiny_data
 
 ENSEMBLE_NAME = PLANS["accuracy"][1]
-from training.sprint_smoke import make_tiny_data
 
 # Not on the GPU machine's image: the sprint (and every worker it starts) must run without them.
 BLOCKED = ("mediapipe", "streamlit", "jsonschema", "cv2")
@@ -151,8 +151,7 @@ def test_the_plan_fits_the_lending_rules():
 
 
 def test_the_tracked_tree_leaves_room_beside_each_data_pack_in_a_device_call():
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=DEVICE_ROOT, capture_output=True, check=True).stdout.decode().split("\0")
-    tracked_mib = sum((DEVICE_ROOT / name).stat().st_size for name in listed if name and (DEVICE_ROOT / name).is_file()) / 2**20
+    tracked_mib = tree_bytes(untracked=False) / 2**20
     assert tracked_mib <= TREE_ROOM_MIB, f"tracked files weigh {tracked_mib:.1f} MiB: a sprint call would exceed 64 MiB"
 
 
@@ -163,7 +162,7 @@ def test_the_seeds_plan_adds_new_resnet18_seeds_in_one_call_without_the_ferplus_
     assert len({job.seed for job in SEED_SET} | {0, 1}) == len(SEED_SET) + 2  # seeds 0 and 1 were trained by the first sprint
     assert all(planned_epochs(job, 6 * 60, smoke=False) >= 60 for job in SEED_SET)
     packs = {"fer2013": Path("data/sprint/fer2013.sprintpack"), "ferplus": Path("data/sprint/ferplus.sprintpack")}
-    calls = device_calls(9, packs, "seeds", {job.dataset for job in SEED_SET})
+    calls = device_calls(9, packs, "seeds")
     assert len(calls) == 1 and calls[0]["carry"] == ["data/sprint/fer2013.sprintpack"]
     assert calls[0]["command"].startswith("python -m training.sprint --plan seeds --budget-min 9 ")
 

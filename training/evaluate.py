@@ -185,7 +185,7 @@ def write_attention(loaded: LoadedModel, dataset: FaceDataset, scored: dict, dev
     maps, predicted, method = report.saliency_maps(loaded.model, x)
     title = f"{name} ({loaded.arch}) on {split}\n{method}"
     fig = report.attention_figure(images[chosen], maps.cpu().numpy(), labels[chosen], predicted.cpu().numpy(), list(loaded.classes), title)
-    report.save_figure(fig, path)
+    report.save_figure(fig, path, lossless=False)  # photo-like
 
 
 def selection_key(meta_selection: str | None, dataset: FaceDataset, scored: dict) -> str:
@@ -243,7 +243,7 @@ def write_confusion(name: str, arch: str, tta: str, selection, classes, metrics:
     report.write_atomic(out / f"per_class_{name}.csv", per_class_csv(per_class))
     title = f"{name} ({arch}), TTA {tta}, selected on {selection}"
     report.save_figure(report.confusion_figure(confusion, list(classes), {s: m["accuracy"] for s, m in metrics.items()}, title),
-                       out / images_written["confusion"], lossless=True)
+                       out / images_written["confusion"])
     return images_written
 
 
@@ -449,6 +449,14 @@ def write_default(models: list[dict], path: Path = DEFAULT_FILE) -> str | None:
     return choice
 
 
+def write_summary(models: list[dict], out: Path) -> None:
+    """The results folder's shared files for these (merged) entries: summary.json, results.md and the comparison chart."""
+    report.save_figure(report.comparison_figure(models), out / COMPARISON_FILE)
+    summary = {"generated": datetime.now(timezone.utc).isoformat(timespec="seconds"), "models": models, "images": {"comparison": COMPARISON_FILE}}
+    report.write_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
+    report.write_atomic(out / MARKDOWN_FILE, results_markdown(models).encode())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
@@ -481,10 +489,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
     if entries:
         models = merge_models(existing, entries)
-        report.save_figure(report.comparison_figure(models), out / COMPARISON_FILE, lossless=True)
-        summary = {"generated": datetime.now(timezone.utc).isoformat(timespec="seconds"), "models": models, "images": {"comparison": COMPARISON_FILE}}
-        report.write_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
-        report.write_atomic(out / MARKDOWN_FILE, results_markdown(models).encode())
+        write_summary(models, out)
         print(results_table(entries))
         print(f"wrote {out / SUMMARY_FILE} ({len(models)} models)")
         if args.choose_default:

@@ -298,7 +298,7 @@ def pack(args) -> int:
         print(describe(path))
     if "fer2013" not in packs:
         raise DataError("--pack needs FER2013: pass --data PATH (and --ferplus PATH for the FER+ job)")
-    report, fits = travel_report(device_calls(args.budget_min, packs, args.plan, {job.dataset for job in PLANS[args.plan][0]}))
+    report, fits = travel_report(device_calls(args.budget_min, packs, args.plan))
     print(report)
     return 0 if fits else 1
 

@@ -6,6 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
+from .sprint_plan import PLANS
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRAVEL_LIMIT_MIB = 64.0  # the device tool's limit on the working tree plus carried paths, per call
 RESULT_FILES = 8  # what comes back: at most 8 files of 16 MiB each under $OUT
@@ -18,21 +20,22 @@ FERPLUS_PACK_MIB = 46.5  # measured: train + Valid as labelled pixels, xz (the l
 TREE_ROOM_MIB = TRAVEL_LIMIT_MIB - max(FER2013_PACK_MIB, FERPLUS_PACK_MIB)  # the most the tree may weigh for every call to fit
 
 
-def tree_bytes(root: Path = REPO_ROOT) -> int:
-    """Bytes of the working tree a device call sends: tracked files present on disk, plus untracked files git does not ignore."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
+def tree_bytes(root: Path = REPO_ROOT, untracked: bool = True) -> int:
+    """Bytes of the working tree a device call sends: tracked files present on disk, plus untracked files git does not ignore
+    (`untracked=False`: the tracked files alone, what any clone sends)."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", *(["--others", "--exclude-standard"] if untracked else [])], cwd=root,
                             capture_output=True, check=True).stdout.decode().split("\0")
     return sum((root / name).stat().st_size for name in listed if name and (root / name).is_file())
 
 
-def device_calls(budget_min: float, packs: dict[str, Path], plan: str = "accuracy", datasets: set[str] | None = None) -> list[dict]:
+def device_calls(budget_min: float, packs: dict[str, Path], plan: str = "accuracy") -> list[dict]:
     """The device `run` calls, in order: FER+'s pack first (it stays on the warm machine: data/ is ignored), then the sprint with FER2013's.
 
     The two packs do not fit one call beside the tree (64 MiB), so FER+ travels in a short call just before the sprint; a plan
-    without FER+ jobs (`datasets`) skips that call."""
+    without FER+ jobs skips that call."""
     calls = []
     plan_flag = "" if plan == "accuracy" else f" --plan {plan}"
-    if "ferplus" in packs and (datasets is None or "ferplus" in datasets):
+    if "ferplus" in packs and any(job.dataset == "ferplus" for job in PLANS[plan][0]):
         calls.append({"command": f"ls -l {PACK_DIR}", "carry": [f"{PACK_DIR}/{packs['ferplus'].name}"], "timeout_s": 60})
     calls.append({"command": f'python -m training.sprint{plan_flag} --budget-min {budget_min:g} --packs {PACK_DIR} --cache-dir runs/sprint_cache --out "$OUT"',
                   "carry": [f"{PACK_DIR}/{packs['fer2013'].name}"], "timeout_s": SPRINT_TIMEOUT_S})

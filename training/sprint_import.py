@@ -6,13 +6,12 @@ import json
 import shutil
 import tarfile
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 from emoji_mirror.checkpoint import atomic_torch_save, load_model, read_checkpoint
 from emoji_mirror.paths import REPO_ROOT
 
-from . import evaluate, report
+from . import evaluate
 from .data import DataError
 from .model_card import render_card
 from .scoring import score, split_probabilities
@@ -95,11 +94,7 @@ def install(entries: list[dict], staging: Path, staged_results: Path, checkpoint
         for image in [*entry.get("images", {}).values(), f"per_class_{entry['name']}.csv"]:
             shutil.copy2(staged_results / image, results_dir / image)
     models = evaluate.merge_models(evaluate.read_summary(results_dir / evaluate.SUMMARY_FILE), entries)
-    report.save_figure(report.comparison_figure(models), results_dir / evaluate.COMPARISON_FILE, lossless=True)
-    summary = {"generated": datetime.now(timezone.utc).isoformat(timespec="seconds"), "models": models,
-               "images": {"comparison": evaluate.COMPARISON_FILE}}
-    report.write_atomic(results_dir / evaluate.SUMMARY_FILE, json.dumps(summary, indent=2).encode())
-    report.write_atomic(results_dir / evaluate.MARKDOWN_FILE, evaluate.results_markdown(models).encode())
+    evaluate.write_summary(models, results_dir)
     print(f"merged {len(entries)} entries into {results_dir / evaluate.SUMMARY_FILE} ({len(models)} models)")
     evaluate.write_default(models, checkpoint_dir / "default.json")
 
