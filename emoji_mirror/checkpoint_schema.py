@@ -58,6 +58,7 @@ CHECKPOINT_SCHEMA = {
         "preprocessing": PREPROCESSING,
         "meta": META,
         "state_dict": {"type": "object", "minProperties": 1, "propertyNames": {"type": "string"}},
+        "int8_scales": {"type": "object", "propertyNames": {"type": "string"}},  # int8-stored weights: their per-channel scales
     },
 }
 
@@ -132,6 +133,24 @@ def checkpoint_problem(payload: object) -> str | None:
     for name, value in payload["state_dict"].items():
         if not isinstance(value, torch.Tensor):
             return f"is not a valid Emoji Mirror checkpoint (state_dict/{name}: {reprlib.repr(value)} is not a tensor)"
+        if value.layout != torch.strided:
+            return f"is not a valid Emoji Mirror checkpoint (state_dict/{name} is a {value.layout} tensor; weights must be dense)"
         if value.is_floating_point() and not torch.isfinite(value).all():
             return f"is damaged: its weights ({name}) hold NaN or infinite values"
+    return int8_problem(payload["state_dict"], payload.get("int8_scales", {}))
+
+
+def int8_problem(state_dict: dict, scales: dict) -> str | None:
+    """Why the int8-stored weights cannot be restored (a scale for each, finite, >= 0, one per output channel); None when they can."""
+    import torch
+
+    for name, scale in scales.items():
+        weight = state_dict.get(name)
+        if not isinstance(weight, torch.Tensor) or weight.dtype != torch.int8:
+            return f"is not a valid Emoji Mirror checkpoint (int8_scales/{name}: no int8 weight of that name in state_dict)"
+        if (not isinstance(scale, torch.Tensor) or not scale.is_floating_point() or scale.dim() != weight.dim()
+                or scale.shape[0] != weight.shape[0] or any(size != 1 for size in scale.shape[1:])):
+            return f"is not a valid Emoji Mirror checkpoint (int8_scales/{name}: not one floating-point scale per output channel)"
+        if not torch.isfinite(scale).all() or (scale < 0).any():
+            return f"is damaged: the int8 scales of {name} are negative, NaN or infinite"
     return None

@@ -22,13 +22,17 @@ def list_checkpoints(directory: Path | None = None) -> list[Path]:
     return sorted(directory.glob("*.pt")) if directory.is_dir() else []
 
 
-def default_checkpoint_names() -> list[str]:
-    """The names checkpoints/default.json gives, best first: its choice, then the rule's other eligible candidates in
-    rank order (a model that is listed but not shipped falls through to the next); empty when absent or unreadable."""
+def default_checkpoint_names(tier: str = "live") -> list[str]:
+    """The names checkpoints/default.json gives for a tier, best first: its choice, then the rule's other eligible candidates
+    in rank order (a model that is listed but not shipped falls through to the next); empty when absent or unreadable.
+    The live tier is the file's top level (the app's default); the others are under "tiers"."""
     try:
         record = json.loads(DEFAULT_FILE.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return []
+    if tier != "live":
+        record = record.get("tiers") if isinstance(record, dict) else None
+        record = record.get(tier) if isinstance(record, dict) else None
     if not isinstance(record, dict):
         return []
     candidates = record.get("candidates") if isinstance(record.get("candidates"), list) else []
@@ -36,20 +40,20 @@ def default_checkpoint_names() -> list[str]:
     return [name for name in names if isinstance(name, str) and name and Path(name).name == name]
 
 
-def default_checkpoint() -> Path | None:
-    """The first checkpoint default.json names that is on disk in checkpoints/ (None when none is)."""
-    return next((CHECKPOINT_DIR / f"{n}.pt" for n in default_checkpoint_names() if (CHECKPOINT_DIR / f"{n}.pt").is_file()), None)
+def default_checkpoint(tier: str = "live") -> Path | None:
+    """The first checkpoint default.json names for the tier that is on disk in checkpoints/ (None when none is)."""
+    return next((CHECKPOINT_DIR / f"{n}.pt" for n in default_checkpoint_names(tier) if (CHECKPOINT_DIR / f"{n}.pt").is_file()), None)
 
 
-def resolve_checkpoint(spec: str | os.PathLike | None = None) -> Path:
+def resolve_checkpoint(spec: str | os.PathLike | None = None, tier: str = "live") -> Path:
     """Turn a registry/run name, a path (absolute, ~, relative to cwd or repo), or $EMOJI_MIRROR_CHECKPOINT into a file.
 
-    With no spec and no environment variable, the model checkpoints/default.json names is used (else the first shipped).
-    Raises FileNotFoundError listing every place that was tried.
+    With no spec and no environment variable, the model checkpoints/default.json names for the tier is used (the photo
+    tier falls back to the live one; else the first shipped). Raises FileNotFoundError listing every place that was tried.
     """
     spec = spec or os.environ.get(CHECKPOINT_ENV)
     if not spec:
-        chosen = default_checkpoint()
+        chosen = default_checkpoint(tier) or default_checkpoint()
         if chosen:
             return chosen
         shipped = list_checkpoints()

@@ -51,7 +51,7 @@ def predict_image(image: str | os.PathLike | np.ndarray, checkpoint: str | None 
         scale = max(bgr.shape[:2]) / max(image.shape[:2])
     else:
         bgr, scale = read_image(image)
-    classifier = _classifier(resolve_checkpoint(checkpoint))
+    classifier = _classifier(resolve_checkpoint(checkpoint, tier="photo"))
     with FaceDetector() as detector:
         _, faces = MirrorPipeline(classifier, detector, MirrorSettings(min_confidence=min_confidence)).annotate_image(bgr)
     return [face_record(face, classifier.classes, scale) for face in faces]
@@ -72,14 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     command = Path(sys.argv[0]).name  # the installed `emoji-mirror-predict`, or `python -m` (its __main__ path)
     parser = argparse.ArgumentParser(prog=command if command == "emoji-mirror-predict" else "python -m emoji_mirror.predict", description=__doc__)
     parser.add_argument("images", nargs="+", type=Path, help=f"image files ({SUPPORTED}, up to {MAX_PIXELS / 1e6:.0f} megapixels)")
-    parser.add_argument("--checkpoint", help="checkpoint name or path (default: $EMOJI_MIRROR_CHECKPOINT or the best shipped one)")
+    parser.add_argument("--checkpoint", help="checkpoint name or path (default: $EMOJI_MIRROR_CHECKPOINT, else the photo tier's model)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per image: {image, faces: [...]}")
     parser.add_argument("--min-confidence", type=float, default=0.5, help="face detector threshold (default 0.5)")
     args = parser.parse_args(argv)
     if not 0.0 <= args.min_confidence <= 1.0:
         parser.error("--min-confidence must be between 0 and 1")
     try:
-        checkpoint = resolve_checkpoint(args.checkpoint)
+        checkpoint = resolve_checkpoint(args.checkpoint, tier="photo")
         classifier = EmotionClassifier.from_checkpoint(str(checkpoint))
         detector = FaceDetector()
     except (FileNotFoundError, CheckpointError, FaceModelError) as exc:

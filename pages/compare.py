@@ -38,7 +38,18 @@ if not summary.models:
     st.info(f"`{summary.directory / results.SUMMARY_NAME}` lists no models; evaluate some with `{results.EVALUATE_COMMAND}`.")
     st.stop()
 
-st.caption(f"{len(summary.models)} model(s) from `{summary.directory / results.SUMMARY_NAME}`, generated {summary.generated or 'at an unknown time'}.")
+st.subheader("What ships")
+st.dataframe(results.shipped_table(summary), hide_index=True)
+st.caption("Each tier's model is picked by its rule (below) from these results and recorded in `checkpoints/default.json`; "
+           "accuracy and macro-F1 are on the split the model is reported on, never the one it was selected on.")
+with st.expander("The tier rules and their candidates"):
+    for name, tier in default_rule.TIERS.items():
+        st.markdown(f"**{name}** — {tier.rule}. By these results: **{default_rule.tier_choice(summary.models, tier) or 'no model'}**.")
+        st.dataframe(default_rule.tier_candidates(summary.models, tier), hide_index=True)
+
+st.subheader("Every evaluated model")
+st.caption(f"{len(summary.models)} model(s) from `{summary.directory / results.SUMMARY_NAME}`, generated {summary.generated or 'at an unknown time'}; "
+           "FER2013 first, then FER+, each sorted by the accuracy on the split it is reported on.")
 st.dataframe(results.comparison_table(summary), hide_index=True)
 st.caption(
     f"{results.SELECTED_MARK} marks the split each model was **selected on** (early stopping, best epoch): its score there is optimistic. "
@@ -46,12 +57,8 @@ st.caption(
     "Latency: CPU milliseconds per face (preprocessed crop to probabilities) at batch 1 and 8."
 )
 
-st.subheader("The app's default model")
 default_name = getattr(default_checkpoint(), "stem", None)
-st.markdown(f"**Rule:** {default_rule.DEFAULT_RULE}. "
-            f"By these results the rule picks **{default_rule.rule_choice(summary.models) or 'no model'}**; "
-            f"the app's default now (`checkpoints/default.json`) is **{default_name or 'not set: the first checkpoint by name'}**.")
-st.dataframe(default_rule.default_candidates(summary.models), hide_index=True)
+st.markdown(f"**The app's default** (live tier) is now **{default_name or 'not set: the first checkpoint by name'}** (`checkpoints/default.json`).")
 
 # ---------------------------------------------------------------- charts
 

@@ -16,7 +16,7 @@ st.caption(
     f"Up to {MAX_PIXELS / 1e6:.0f} megapixels; photos are processed in memory and never stored."
 )
 
-classifier, detector = models_or_stop()
+classifier, detector = models_or_stop(tier="photo")
 
 min_confidence = st.sidebar.slider("Face detection confidence", 0.2, 0.95, 0.5, 0.05, help="Lower finds more (and more doubtful) faces.")
 pipeline = MirrorPipeline(classifier, detector, MirrorSettings(min_confidence=min_confidence), overlay=load_overlay())

@@ -105,7 +105,7 @@ def test_model_picker_shows_private_test_accuracy(monkeypatch, tmp_path, streame
     monkeypatch.setenv(CHECKPOINT_ENV, str(scored))
     app = open_app()
     assert not app.exception and not app.error
-    assert app.sidebar.selectbox[0].options[0] == "scored · 68.4% private test"
+    assert app.sidebar.selectbox[0].options[0] == "scored · 68.4% FER2013 private test"
 
 
 def test_sidebar_settings_reach_the_pipeline(monkeypatch, tiny_checkpoint, streamer_calls):

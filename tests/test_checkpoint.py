@@ -111,3 +111,43 @@ def test_classifier_batches_crops_of_any_size(tiny_checkpoint):
     torch.testing.assert_close(torch.from_numpy(probs).sum(1), torch.ones(3))
     assert clf.predict([]).shape == (0, 7)
     assert clf.emojis[FER2013_CLASSES.index("happy")] == "😄"
+
+
+def test_int8_and_fp16_storage_agree_with_fp32_on_real_faces(tmp_path, fer2013_zip):
+    from real_faces import astronaut_crops, fer2013_test_faces
+    from training.compact import compact
+
+    shipped = CHECKPOINT_DIR / "attention_cnn_gpu.pt"  # trained by us, stored fp16; widened to fp32 it is the reference
+    payload = read_checkpoint(shipped)
+    payload["state_dict"] = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    torch.save(payload, tmp_path / "fp32.pt")
+    files = {precision: tmp_path / f"{precision}.pt" for precision in ("fp16", "int8")}
+    for precision, path in files.items():
+        compact(tmp_path / "fp32.pt", path, precision)
+    int8 = read_checkpoint(files["int8"])
+    assert int8["meta"]["storage"] == "int8" and int8["state_dict"]["stem.0.weight"].dtype == torch.int8
+    assert files["int8"].stat().st_size < 0.6 * files["fp16"].stat().st_size < 0.6 * (tmp_path / "fp32.pt").stat().st_size
+    faces = astronaut_crops() + fer2013_test_faces(fer2013_zip, 200)
+    probs = {name: EmotionClassifier.from_checkpoint(str(path)).predict(faces) for name, path in {"fp32": tmp_path / "fp32.pt", **files}.items()}
+    assert abs(probs["fp16"] - probs["fp32"]).max() < 5e-3
+    assert (probs["int8"].argmax(1) == probs["fp32"].argmax(1)).mean() >= 0.95 and abs(probs["int8"] - probs["fp32"]).mean() < 0.01
+
+
+def test_int8_weights_without_a_valid_scale_are_refused(tmp_path, tiny_checkpoint):
+    from emoji_mirror.checkpoint import quantize_int8
+
+    good = quantize_int8(read_checkpoint(tiny_checkpoint))
+    name = next(iter(good["int8_scales"]))
+    cases = {
+        "no int8 weight of that name": {**good, "int8_scales": {**good["int8_scales"], "ghost.weight": torch.ones(4, 1)}},
+        "negative, NaN or infinite": {**good, "int8_scales": {**good["int8_scales"], name: -good["int8_scales"][name]}},
+        "one floating-point scale per output channel": {**good, "int8_scales": {**good["int8_scales"], name: torch.ones(1)}},
+    }
+    for message, payload in cases.items():
+        torch.save(payload, tmp_path / "bad.pt")
+        with pytest.raises(CheckpointError, match=message):
+            load_model(tmp_path / "bad.pt")
+    stripped = {**good, "int8_scales": {}}  # int8 weights read as plain integers would answer nonsense
+    torch.save(stripped, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError):
+        load_model(tmp_path / "bad.pt")

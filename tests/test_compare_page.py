@@ -86,25 +86,30 @@ def display_values(at: AppTest, index: int = 0) -> pd.DataFrame:
     return pa.ipc.open_stream(at.dataframe[index].proto.arrow_data.styler.display_values).read_all().to_pandas()
 
 
+FULL_TABLE = 1 + len(default_rule.TIERS)  # after "What ships" and one candidates table per tier
+PER_CLASS = FULL_TABLE + 1
+
+
 def chart_data(at: AppTest, index: int) -> list[pd.DataFrame]:
     return [pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in at.get("vega_lite_chart")[index].proto.datasets]
 
 
 def test_table_shows_scores_per_split_and_marks_each_models_selection_split(summary_file):
     at = run_page()
-    table = at.dataframe[0].value
+    table = at.dataframe[FULL_TABLE].value
     assert list(table.columns) == [
-        "model", PRIV, "fer2013/private_test macro-F1 %", ACC, "fer2013/public_test macro-F1 %",  # the reported split leads
+        "model", "shipped", "dataset", PRIV, "fer2013/private_test macro-F1 %", ACC, "fer2013/public_test macro-F1 %",  # the reported split leads
         "CPU ms/face (batch1)", "CPU ms/face (batch8)", "params (M)", "selected on", "TTA", "arch",
     ]  # fmt: skip
     table = table.set_index("model")
-    assert list(table.index) == ["baseline_cnn", "attention_cnn", "vit_tiny"]
+    assert list(table.index) == list(table[PRIV].sort_values(ascending=False).index)  # sorted by the reported accuracy
+    assert table.loc["baseline_cnn", "shipped"] == "yes" and table.loc["vit_tiny", "shipped"] == "no"  # vit_tiny.pt is retired
     assert table.loc["attention_cnn", ACC] == 66.20 and table.loc["attention_cnn", PRIV] == 65.73
     assert table.loc["baseline_cnn", "fer2013/private_test macro-F1 %"] == pytest.approx(55.41)
     assert table.loc["vit_tiny", "params (M)"] == pytest.approx(5.483527)
     assert table.loc["baseline_cnn", "CPU ms/face (batch1)"] == 1.9 and table.loc["vit_tiny", "TTA"] == "none"
 
-    shown = display_values(at).set_index("model")
+    shown = display_values(at, FULL_TABLE).set_index("model")
     mark = results.SELECTED_MARK
     assert shown.loc["attention_cnn", ACC] == f"66.20 {mark}"
     assert shown.loc["attention_cnn", PRIV] == "65.73", "the reported split carries no mark"
@@ -145,7 +150,7 @@ def test_model_details_show_confusion_matrix_and_available_images(summary_file):
     happy_row = cells[cells["true"] == "happy"]
     assert happy_row["count"].sum() == 879
     assert happy_row.loc[happy_row["predicted"] == "happy", "count"].item() == round(879 * 0.6241)
-    per_class = at.dataframe[2].value.set_index("class")
+    per_class = at.dataframe[PER_CLASS].value.set_index("class")
     assert per_class.loc["disgust", "support"] == 55
     assert len(at.image) == 2, "baseline_cnn's confusion and attention PNGs"
     assert at.json[0].value and json.loads(at.json[0].value)["best_epoch"] == 21
@@ -195,17 +200,32 @@ def test_confusion_matrix_must_match_the_classes(summary_file):
         results.load_summary()
 
 
-def test_default_rule_is_stated_and_applied(summary_file):
+def test_the_tier_rules_are_stated_and_applied(summary_file):
     summary = json.loads(summary_file.read_text())
     for model, recall in zip(summary["models"], (58.0, 64.0, 70.0)):
         model["metrics"]["fer2013/public_test"]["mean_recall"] = recall
     summary_file.write_text(json.dumps(summary))
     at = run_page()
-    rule = next(m.value for m in at.markdown if "**Rule:**" in m.value)
-    assert default_rule.DEFAULT_RULE in rule and "rule picks **baseline_cnn**" in rule  # the only model at <= 2 ms per face
-    candidates = at.dataframe[1].value.set_index("model")
-    assert candidates.loc["baseline_cnn", "eligible"] and not candidates.loc["attention_cnn", "eligible"]
-    assert candidates.loc["vit_tiny", "mean recall % (fer2013/public_test)"] == 70.0
+    rules = {tier: next(m.value for m in at.markdown if m.value.startswith(f"**{tier}** — ")) for tier in default_rule.TIERS}
+    assert default_rule.DEFAULT_RULE in rules["live"] and "By these results: **baseline_cnn**" in rules["live"]  # the only one <= 2 ms
+    assert "By these results: **no model**" in rules["ferplus"]  # no FER+ model in this summary
+    live = at.dataframe[1].value.set_index("model")  # after "What ships"
+    assert live.loc["baseline_cnn", "eligible"] and not live.loc["attention_cnn", "eligible"]
+    assert live.loc["vit_tiny", "mean per-class recall % (fer2013/public_test)"] == 70.0
+
+
+def test_the_tier_rules_pick_the_right_models_from_a_crafted_summary():
+    def entry(name, dataset, ms, mb, acc, recall, members=None):
+        return {"name": name, "dataset": dataset, "latency_ms_per_face": {"batch1": ms}, "file_mb": mb, "members": members,
+                "metrics": {f"{dataset}/public_test": {"accuracy": acc, "mean_recall": recall}}}
+
+    models = [entry("fast_fair", "fer2013", 1.5, 1.8, 66.0, 64.0), entry("fast_accurate", "fer2013", 1.9, 1.8, 67.0, 60.0),
+              entry("slow_live", "fer2013", 2.5, 2.0, 70.0, 68.0), entry("mid", "fer2013", 9.0, 11.5, 70.5, 66.0),
+              entry("too_big", "fer2013", 20.0, 22.4, 71.5, 68.0), entry("ensemble", "fer2013", 30.0, None, 73.0, 70.0, ["a", "b"]),
+              entry("plus_big", "ferplus", 20.0, 22.4, 89.0, 70.0), entry("plus_int8", "ferplus", 20.0, 11.3, 88.9, 70.0),
+              entry("plus_fast", "ferplus", 1.2, 1.8, 86.0, 66.0)]
+    picks = {name: default_rule.tier_choice(models, tier) for name, tier in default_rule.TIERS.items()}
+    assert picks == {"live": "fast_fair", "photo": "mid", "ferplus": "plus_int8"}
 
 
 def test_an_empty_figure_is_an_error_message_and_the_rest_is_shown(summary_file):

@@ -23,10 +23,13 @@ from emoji_mirror.paths import run_name_problem
 from training import train
 from training.data import load_dataset
 from training.sprint import REPORT_RESERVE_BYTES, Log, collect, fit_returns, wait_all
-from training.sprint_device import RESULT_FILE_MIB, RESULT_FILES, RESULT_TOTAL_MIB, TREE_ROOM_MIB, device_calls, tree_bytes
+from training.data import DataError
+from training.sprint_device import (CARRY_PATHS, RESULT_FILE_MIB, RESULT_FILES, RESULT_TOTAL_MIB, TRAVEL_LIMIT_MIB, TREE_ROOM_MIB, device_calls,
+                                    part_mib, tree_bytes)
+from training.sprint_parts import join_parts, part_paths, split_file
 from training.sprint_import import mismatches
 from training.sprint_pack import write_pack
-from training.sprint_plan import ACCURACY_SET, PLANS, SEED_SET, fp16_mib, planned_epochs, smoke_plan
+from training.sprint_plan import ACCURACY_SET, PLANS, SEED_SET, STUDENT_SET, TEACHER_SET, fp16_mib, planned_epochs, smoke_plan
 from training.sprint_smoke import make_tiny_data
 
 ENSEMBLE_NAME = PLANS["accuracy"][1]
@@ -35,19 +38,22 @@ ENSEMBLE_NAME = PLANS["accuracy"][1]
 BLOCKED = ("mediapipe", "streamlit", "jsonschema", "cv2")
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """`python -m training.sprint --smoke` in a subprocess where importing any BLOCKED package fails (workers included)."""
-    root = tmp_path_factory.mktemp("sprint")
+def run_smoke(root: Path, plan: str = "accuracy") -> tuple[Path, str]:
+    """`python -m training.sprint --smoke --plan PLAN` in a subprocess where importing any BLOCKED package fails (workers included)."""
     stubs = root / "stubs"
     for name in BLOCKED:
         (stubs / name).mkdir(parents=True)
         (stubs / name / "__init__.py").write_text(f"raise ImportError('{name} is blocked: the GPU machine does not have it')\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(stubs), str(REPO_ROOT)])}
-    done = subprocess.run([sys.executable, "-m", "training.sprint", "--smoke", "--workdir", str(root / "smoke")], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-m", "training.sprint", "--smoke", "--plan", plan, "--workdir", str(root / "smoke")],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return root / "smoke", done.stdout
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    return run_smoke(tmp_path_factory.mktemp("sprint"))
 
 
 def test_smoke_trains_every_job_concurrently_and_returns_what_a_device_call_can(smoke):
@@ -139,32 +145,116 @@ def test_packs_hold_train_and_public_test_exactly_with_the_source_fingerprint(tm
         assert f'"codec": "{codec}"' in str(np.load(pack)["meta"])
 
 
-def test_the_plan_fits_the_lending_rules():
+def make_manifests(tmp_path: Path, sizes_mib: dict[str, float], part: float) -> dict[str, Path]:
+    """Stand-in packs of the given sizes in tmp_path/data/sprint, split as `--pack` splits them."""
+    folder = tmp_path / "data" / "sprint"
+    folder.mkdir(parents=True, exist_ok=True)
+    manifests = {}
+    for name, mib in sizes_mib.items():
+        pack = folder / f"{name}.sprintpack"
+        pack.write_bytes(b"p" * int(mib * 2**20))
+        manifests[name] = split_file(pack, int(part * 2**20))
+    return manifests
+
+
+def test_the_plan_fits_the_lending_rules(tmp_path):
     assert len({job.name for job in ACCURACY_SET}) == len(ACCURACY_SET) and not any(run_name_problem(j.name) for j in ACCURACY_SET)
     assert sum(fp16_mib(job) for job in ACCURACY_SET) < (RESULT_FILES - 2) * 15  # checkpoints.tar parts beside summary.json and the log
     # 64 MiB come back in all: every checkpoint but the ViT (the one that trains worst in minutes) fits, the ViT when room is left
     assert sum(fp16_mib(job) for job in ACCURACY_SET if job.model != "vit_tiny") < RESULT_TOTAL_MIB - REPORT_RESERVE_BYTES / 2**20
     assert all(planned_epochs(job, 6 * 60, smoke=False) >= 36 for job in ACCURACY_SET)  # at the measured epoch times
-    calls = device_calls(8, {"fer2013": Path("data/sprint/fer2013.sprintpack"), "ferplus": Path("data/sprint/ferplus.sprintpack")})
-    assert [c["carry"] for c in calls] == [["data/sprint/ferplus.sprintpack"], ["data/sprint/fer2013.sprintpack"]]
+    tree = 17.0
+    calls = device_calls(8, make_manifests(tmp_path, {"fer2013": 44.3, "ferplus": 46.5}, part_mib(tree)), "accuracy", tree)
+    assert [c["carry"] for c in calls] == [["data/sprint/ferplus.sprintpack.000"],
+                                            ["data/sprint/fer2013.sprintpack.000", "data/sprint/ferplus.sprintpack.parts.json",
+                                             "data/sprint/fer2013.sprintpack.parts.json"]]
     assert all(len(c["command"]) <= 2000 and c["timeout_s"] <= 600 for c in calls) and "--budget-min 8 " in calls[1]["command"]
+
+
+@pytest.mark.parametrize("tree", [17.0, 40.0, TREE_ROOM_MIB])
+def test_a_larger_tree_stages_the_packs_in_more_calls_each_within_the_limit(tmp_path, tree):
+    manifests = make_manifests(tmp_path, {"fer2013": 44.3, "ferplus": 46.5}, part_mib(tree))
+    calls = device_calls(9, manifests, "teachers", tree)
+    carried = [sum((tmp_path / p).stat().st_size for p in c["carry"]) / 2**20 for c in calls]
+    assert all(tree + mib <= TRAVEL_LIMIT_MIB and len(c["carry"]) <= CARRY_PATHS for c, mib in zip(calls, carried))
+    every_part = [p.name for m in manifests.values() for p in part_paths(m)]
+    assert sorted(Path(p).name for c in calls for p in c["carry"] if not p.endswith(".json")) == sorted(every_part)
+    assert calls[-1]["command"].startswith("python -m training.sprint --plan teachers") and len(calls) == (2 if tree < 20 else 4 if tree <= 40 else 12)
+
+
+def test_packs_travel_in_parts_that_are_checked_when_joined(tmp_path):
+    pack = tmp_path / "fer2013.sprintpack"
+    pack.write_bytes(os.urandom(100_000))
+    original = pack.read_bytes()
+    manifest = split_file(pack, 30_000)
+    assert [p.name for p in part_paths(manifest)] == [f"fer2013.sprintpack.{i:03d}" for i in range(4)]
+    pack.unlink()
+    assert join_parts(manifest).read_bytes() == original
+    pack.unlink()
+    damaged = part_paths(manifest)[1]
+    damaged.write_bytes(b"x" + damaged.read_bytes()[1:])
+    part_paths(manifest)[3].unlink()
+    with pytest.raises(DataError, match=r"fer2013.sprintpack.001 damaged .*fer2013.sprintpack.003 missing"):
+        join_parts(manifest)
+    assert not pack.exists() and not list(tmp_path.glob("*.tmp"))
 
 
 def test_the_tracked_tree_leaves_room_beside_each_data_pack_in_a_device_call():
     tracked_mib = tree_bytes(untracked=False) / 2**20
     assert tracked_mib <= TREE_ROOM_MIB, f"tracked files weigh {tracked_mib:.1f} MiB: a sprint call would exceed 64 MiB"
+    listed = subprocess.run(["git", "ls-files", "checkpoints"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.split()
+    shipped_mb = sum((REPO_ROOT / name).stat().st_size for name in listed if (REPO_ROOT / name).is_file()) / 1e6
+    assert shipped_mb <= 40, f"checkpoints/ ships {shipped_mb:.1f} MB; the project keeps it to 40 MB"
 
 
-def test_the_seeds_plan_adds_new_resnet18_seeds_in_one_call_without_the_ferplus_pack():
+def test_the_seeds_plan_adds_new_resnet18_seeds_in_one_call_without_the_ferplus_pack(tmp_path):
     names = [job.name for job in SEED_SET]
     assert len(set(names)) == len(names) and not set(names) & {job.name for job in ACCURACY_SET} and "resnet18_fer_gpu_s1" not in names
     assert all(job.model == "resnet18_fer" and job.dataset == "fer2013" and job.ensemble for job in SEED_SET)
     assert len({job.seed for job in SEED_SET} | {0, 1}) == len(SEED_SET) + 2  # seeds 0 and 1 were trained by the first sprint
     assert all(planned_epochs(job, 6 * 60, smoke=False) >= 60 for job in SEED_SET)
-    packs = {"fer2013": Path("data/sprint/fer2013.sprintpack"), "ferplus": Path("data/sprint/ferplus.sprintpack")}
-    calls = device_calls(9, packs, "seeds")
-    assert len(calls) == 1 and calls[0]["carry"] == ["data/sprint/fer2013.sprintpack"]
+    calls = device_calls(9, make_manifests(tmp_path, {"fer2013": 44.3, "ferplus": 46.5}, part_mib(17.0)), "seeds", 17.0)
+    assert len(calls) == 1 and calls[0]["carry"] == ["data/sprint/fer2013.sprintpack.000", "data/sprint/fer2013.sprintpack.parts.json"]
     assert calls[0]["command"].startswith("python -m training.sprint --plan seeds --budget-min 9 ")
+
+
+def test_the_teachers_smoke_returns_soft_labels_of_every_split_it_has_and_import_installs_them(tmp_path):
+    from training.soft_targets import load_soft_targets, soft_targets_info, weights_sha256
+
+    root, stdout = run_smoke(tmp_path, "teachers")
+    summary = json.loads((root / "out" / "summary.json").read_text())
+    assert {s["file"] for s in summary["soft_labels"]} == {"soft_labels_fer2013.npz", "soft_labels_ferplus.npz"}
+    assert len(list((root / "out").iterdir())) <= RESULT_FILES
+    fer2013, ferplus = make_tiny_data(tmp_path / "again")  # the same seeded bytes: the same fingerprints
+    teachers = [job.name for job in smoke_plan("teachers") if job.dataset == "fer2013"]
+    installed = root / "results" / "soft_labels" / f"{PLANS['teachers'][1]}.npz"
+    info = soft_targets_info(installed)
+    assert info["members"] == teachers and info["splits"] == ["train", "public_test"] and info["tta"] == "flip"
+    assert info["member_sha256"] == [weights_sha256(root / "checkpoints" / f"{name}.pt") for name in teachers]  # the installed members
+    probs = load_soft_targets(installed, load_dataset(fer2013, tmp_path / "cache"))
+    assert probs.dtype == np.float32 and np.allclose(probs.sum(1), 1)
+    with np.load(installed) as archive:
+        assert archive["probs"].dtype == np.float16 and archive["split_public_test"].shape[1] == 7
+    assert soft_targets_info(root / "results" / "soft_labels" / "resnet18_fer_ferplus_t0.npz")["dataset"] == "ferplus"
+    assert f"checked and installed as {installed}" in stdout
+
+
+def test_the_students_smoke_distils_every_tier_from_soft_labels(tmp_path):
+    root, _ = run_smoke(tmp_path, "students")
+    summary = json.loads((root / "out" / "summary.json").read_text())
+    assert [m["name"] for m in summary["models"]] == [job.name for job in STUDENT_SET] and not summary["failed"]
+    for job in STUDENT_SET:
+        config = read_checkpoint(root / "checkpoints" / f"{job.name}.pt")["meta"]["config"]
+        assert config["teacher"].endswith(f"soft_labels_{job.dataset}.npz") and config["distill_alpha"] == job.distill_alpha
+
+
+def test_the_teacher_and_student_plans_fit_a_call_and_students_read_tracked_soft_labels(tmp_path):
+    assert {job.model for job in TEACHER_SET} == {"resnet18_fer"} and {job.dataset for job in TEACHER_SET} == {"fer2013", "ferplus"}
+    assert all(job.teacher for job in TEACHER_SET) and all(planned_epochs(job, 7 * 60, smoke=False) >= 55 for job in TEACHER_SET)
+    assert all(job.soft_labels and (REPO_ROOT / job.soft_labels).is_file() for job in STUDENT_SET)
+    assert {job.model for job in STUDENT_SET} >= {"resnet_fer_fast", "vit_tiny"} and not {j.name for j in STUDENT_SET} & {j.name for j in TEACHER_SET}
+    calls = device_calls(9, make_manifests(tmp_path, {"fer2013": 44.3, "ferplus": 46.5}, part_mib(17.0)), "students", 17.0)
+    assert len(calls) == 2 and calls[-1]["command"].startswith("python -m training.sprint --plan students")
 
 
 def test_what_comes_back_is_the_best_scoring_checkpoints_that_fit_the_returned_bytes(tmp_path):

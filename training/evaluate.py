@@ -22,7 +22,8 @@ from emoji_mirror.checkpoint import CheckpointError, LoadedModel, load_model
 from emoji_mirror.labels import FERPLUS_CLASSES
 from emoji_mirror.models import count_params
 from emoji_mirror.paths import CHECKPOINT_DIR, DEFAULT_FILE, REPO_ROOT, resolve_checkpoint
-from emoji_mirror.default_rule import DEFAULT_RULE, RULE_SPLIT, default_candidates, mean_recall, rule_choice
+from emoji_mirror.default_rule import (DEFAULT_RULE, RULE_SPLIT, TIERS, is_shipped, mean_recall, report_order, rule_choice,
+                                       tier_candidates, tier_choice)
 from emoji_mirror.preprocessing import TTA_MODES, Preprocessing, normalize, predict_proba
 
 from . import report
@@ -281,6 +282,7 @@ def evaluate_checkpoint(given: str, path: Path, datasets: Datasets, args: argpar
         "arch": loaded.arch,
         "checkpoint": display_path(given, path),
         "params": count_params(loaded.model),
+        "file_mb": round(path.stat().st_size / 1e6, 2),
         "dataset": dataset.name,
         "classes": list(loaded.classes),
         "selection_split": selection,
@@ -369,20 +371,20 @@ def _table_rows(entries: list[dict]) -> list[dict]:
     """One row per model; every accuracy column names its dataset/split, '*' marks the model's selection split."""
     rows = []
     for entry in entries:
-        row = {"model": entry["name"], "params": f"{entry['params'] / 1e6:.2f}M"}
+        row = {"model": entry["name"], "shipped": "yes" if is_shipped(entry) else "no", "params": f"{entry['params'] / 1e6:.2f}M"}
         for split, m in entry["metrics"].items():
             mark = "*" if split == entry["selection_split"] else ""
             row[f"{split} acc%"] = f"{m['accuracy']:.2f}{mark}"
             row[f"{split} F1%"] = f"{m['macro_f1']:.2f}{mark}"
         recall = mean_recall(entry, RULE_SPLIT)
         mark = "*" if RULE_SPLIT == entry["selection_split"] else ""
-        row[f"{RULE_SPLIT} mean recall%"] = f"{recall:.2f}{mark}" if recall is not None else "-"
+        row[f"{RULE_SPLIT} mean recall%"] = f"{recall:.2f}{mark}" if recall is not None else "–"
         latency, train = entry["latency_ms_per_face"], entry.get("train") or {}
-        minutes = f"{train['seconds'] / 60:.0f} min" if train.get("seconds") else "-"
+        minutes = f"{train['seconds'] / 60:.0f} min" if train.get("seconds") else "–"
         row.update({"selection split": entry["selection_split"], "TTA": entry["tta"],
-                    "epochs (best)": f"{train.get('epochs') or '-'} ({train.get('best_epoch') or '-'})",
-                    "training": f"{minutes} on {train.get('device') or '-'}",
-                    "ms/face b1": latency["batch1"] if latency else "-", "ms/face b8": latency["batch8"] if latency else "-"})
+                    "epochs (best)": f"{train.get('epochs') or '–'} ({train.get('best_epoch') or '–'})" if train else "–",
+                    "training": f"{minutes} on {train.get('device')}" if train.get("device") else "–",
+                    "ms/face b1": latency["batch1"] if latency else "–", "ms/face b8": latency["batch8"] if latency else "–"})
         rows.append(row)
     return rows
 
@@ -392,12 +394,13 @@ SELECTION_NOTE = "* = the checkpoint was selected (early stopping / best epoch) 
 
 def results_table(entries: list[dict]) -> str:
     """The results as a plain-text table for the terminal."""
-    return f"{pd.DataFrame(_table_rows(entries)).fillna('-').to_string(index=False)}\n{SELECTION_NOTE}"
+    return f"{pd.DataFrame(_table_rows(entries)).fillna('–').to_string(index=False)}\n{SELECTION_NOTE}"
 
 
 def results_markdown(entries: list[dict]) -> str:
-    """The results as a Markdown table (results/results.md, pasted into the README)."""
-    frame = pd.DataFrame(_table_rows(entries)).fillna("-").astype(str)
+    """The results as a Markdown table (results/results.md, pasted into the README): FER2013 first, then FER+, each sorted
+    by the accuracy on the split the model is reported on, with whether it ships."""
+    frame = pd.DataFrame(_table_rows(sorted(entries, key=report_order))).fillna("–").astype(str)
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines) + f"\n\n{SELECTION_NOTE}.\n"
@@ -437,15 +440,21 @@ def parse_ensemble(spec: str) -> tuple[str, list[str]]:
 
 
 def write_default(models: list[dict], path: Path = DEFAULT_FILE) -> str | None:
-    """Apply the default rule to the summary's models and record the pick (and the rule) in checkpoints/default.json."""
+    """Apply each tier's rule to the summary's models and record the picks (and the rules) in checkpoints/default.json; the
+    live tier's pick is the app's default ("checkpoint"). Returns it."""
     choice = rule_choice(models)
     if choice is None:
         print(f"warning: no model meets the default rule ({DEFAULT_RULE}); {path} left as it is", file=sys.stderr)
         return None
-    candidates = default_candidates(models).to_dict(orient="records")
-    record = {"checkpoint": choice, "rule": DEFAULT_RULE, "candidates": candidates, "chosen": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    tiers = {name: {"checkpoint": tier_choice(models, tier), "rule": tier.rule,
+                    "candidates": tier_candidates(models, tier).to_dict(orient="records")} for name, tier in TIERS.items()}
+    record = {"checkpoint": choice, "rule": DEFAULT_RULE, "candidates": tiers["live"]["candidates"], "tiers": tiers,
+              "chosen": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     report.write_atomic(path, (json.dumps(record, indent=2) + "\n").encode())
     print(f"default model: {choice} (by the rule: {DEFAULT_RULE}); wrote {path}")
+    for name, tier in tiers.items():
+        if name != "live":
+            print(f"{name} tier: {tier['checkpoint'] or 'no model meets its rule'}")
     return choice
 
 

@@ -65,6 +65,7 @@ def render_card(path: Path) -> str:
     """The Markdown card for one checkpoint."""
     payload = read_checkpoint(path)
     meta, config = payload["meta"], payload["meta"].get("config", {})
+    storage = {"int8": "; weights stored int8 (per-channel scales, `python -m training.compact`)", "fp16": "; weights stored fp16"}.get(meta.get("storage"), "")
     history = meta.get("history", [])
     minutes = sum(r.get("seconds", 0) for r in history) / 60
     selection = meta.get("selection_split", "?")
@@ -78,7 +79,7 @@ def render_card(path: Path) -> str:
     offset = payload['preprocessing'].get('face_offset_y', 0.0)
     return f"""# {path.stem}
 
-- **Architecture:** `{payload['arch']}` {payload.get('arch_kwargs') or ''} — {meta.get('params', 0) / 1e6:.2f}M parameters, built by `create_model("{payload['arch']}")`.
+- **Architecture:** `{payload['arch']}` {payload.get('arch_kwargs') or ''} — {meta.get('params', 0) / 1e6:.2f}M parameters, built by `create_model("{payload['arch']}")`{storage}.
 - **Input:** {payload['preprocessing']['input_size']}x{payload['preprocessing']['input_size']} grayscale face crop, scaled to [0, 1], normalised with mean {payload['preprocessing']['mean']} / std {payload['preprocessing']['std']};
   live crop: the detector's box plus {payload['preprocessing'].get('face_margin', 0.1)} of its side on each side, {f"centre moved {'up' if offset < 0 else 'down'} by {abs(offset)} of it" if offset else 'same centre'} (`python -m training.framing`).
 - **Classes:** {', '.join(payload['classes'])}.

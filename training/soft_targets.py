@@ -1,13 +1,15 @@
 """A teacher's soft labels for the training faces, computed once: `python -m training.soft_targets --ensemble A,B,C --data PATH --out FILE.npz`.
 
 The file holds the mean of the members' class probabilities (with a TTA mode) for every labelled training face, in
-the order training.data gives them, plus the data fingerprint and the classes, so `training.train --teacher FILE`
-can refuse a file made for other data.
+the order training.data gives them (fp16, `probs`), optionally the same for other splits (`split_<name>`), plus the
+data fingerprint, the classes and each member's sha256, so `training.train --teacher FILE` can refuse a file made
+for other data.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emoji_mirror.checkpoint import CheckpointError, load_model
+from emoji_mirror.checkpoint import CheckpointError, load_model, read_checkpoint
 from emoji_mirror.paths import resolve_checkpoint
 from emoji_mirror.preprocessing import TTA_MODES
 
@@ -36,30 +38,52 @@ def ensemble_probabilities(members: list[str], dataset: FaceDataset, tta: str, d
     return np.mean(probs, axis=0)
 
 
-def save_soft_targets(path: Path, probs: np.ndarray, dataset: FaceDataset, members: list[str], tta: str) -> None:
-    """Write the soft labels with what they belong to (atomically: a temporary file, then a rename)."""
-    info = {"dataset": dataset.name, "fingerprint": dataset.fingerprint, "classes": list(dataset.classes), "members": members, "tta": tta}
+def weights_sha256(path: str | Path) -> str:
+    """sha256 of a checkpoint's weights (names, dtypes, shapes, bytes): what a soft-label file records of each member; it
+    survives metadata edits (scores added at import, a rewritten card), unlike the file's own hash."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(read_checkpoint(path)["state_dict"].items()):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}:".encode())
+        digest.update(tensor.contiguous().view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def save_soft_targets(path: Path, probs: np.ndarray, dataset: FaceDataset, members: list[str], tta: str,
+                      member_sha256: list[str] | None = None, other_splits: dict[str, np.ndarray] | None = None) -> None:
+    """Write the soft labels (fp16) with what they belong to (atomically: a temporary file, then a rename)."""
+    info = {"dataset": dataset.name, "fingerprint": dataset.fingerprint, "classes": list(dataset.classes), "members": members,
+            "member_sha256": member_sha256 or [], "tta": tta, "splits": ["train", *(other_splits or {})]}
+    arrays = {"probs": probs.astype(np.float16), **{f"split_{name}": p.astype(np.float16) for name, p in (other_splits or {}).items()}}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        np.savez_compressed(f, probs=probs.astype(np.float32), info=np.array(json.dumps(info)))
+        np.savez_compressed(f, info=np.array(json.dumps(info)), **arrays)
     tmp.replace(path)
+
+
+def soft_targets_info(path: str | Path) -> dict:
+    """What a soft-label file says it belongs to (dataset, fingerprint, classes, members and their sha256, TTA, splits)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return json.loads(str(archive["info"]))
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataError(f"{path}: not a soft-label file from `python -m training.soft_targets` ({exc})") from None
 
 
 def load_soft_targets(path: str | Path, dataset: FaceDataset) -> np.ndarray:
     """(N, C) soft labels for the dataset's labelled training faces; DataError when the file is for other data."""
     try:
         with np.load(path, allow_pickle=False) as archive:
-            probs, info = archive["probs"], json.loads(str(archive["info"]))
+            probs, info = archive["probs"].astype(np.float32), json.loads(str(archive["info"]))
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(f"--teacher {path}: not a soft-label file from `python -m training.soft_targets` ({exc})") from None
     expected = (len(dataset.splits["train"].labelled()), len(dataset.classes))
     if info.get("fingerprint") != dataset.fingerprint or probs.shape != expected:
         raise DataError(f"--teacher {path} was made for other data ({info.get('dataset')}, fingerprint {str(info.get('fingerprint'))[:12]}, "
                         f"shape {probs.shape}); this run's is {dataset.name} {dataset.fingerprint[:12]} {expected}")
-    if not np.all(np.isfinite(probs)) or np.any(probs < 0) or not np.allclose(probs.sum(1), 1, atol=1e-3):
+    if not np.all(np.isfinite(probs)) or np.any(probs < 0) or not np.allclose(probs.sum(1), 1, atol=1e-2):
         raise DataError(f"--teacher {path}: rows are not probability distributions")
-    return probs
+    return probs / probs.sum(1, keepdims=True)  # fp16 storage: rows sum to 1 within 1e-3; training wants them exact
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, CheckpointError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    save_soft_targets(args.out, probs, dataset, members, args.tta)
+    save_soft_targets(args.out, probs, dataset, members, args.tta, [weights_sha256(resolve_checkpoint(m)) for m in members])
     agree = float((probs.argmax(1) == dataset.splits["train"].labelled().labels).mean() * 100)
     print(f"wrote {args.out}: {probs.shape[0]} soft labels from {', '.join(members)} (TTA {args.tta}); they agree with the labels on {agree:.1f}%")
     return 0

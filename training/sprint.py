@@ -30,8 +30,10 @@ from .data import DataError, load_dataset, resolve_data_path
 from .evaluate import choose_tta, labelled_splits
 from .model_card import render_card
 from .scoring import score, split_probabilities
-from .sprint_device import PACK_DIR, RESULT_FILE_MIB, RESULT_FILES, RESULT_TOTAL_MIB, device_calls, travel_report
+from .soft_targets import save_soft_targets, weights_sha256
+from .sprint_device import PACK_DIR, RESULT_FILE_MIB, RESULT_FILES, RESULT_TOTAL_MIB, device_calls, part_mib, travel_report, tree_bytes
 from .sprint_pack import SUFFIX, describe, write_pack
+from .sprint_parts import file_sha256, join_parts, manifest_path, split_file
 from .sprint_plan import EVAL_RESERVE_S, PLANS, Job, planned_epochs, smoke_plan, train_command
 from .train import pick_device
 
@@ -127,10 +129,10 @@ def epoch_times(work: Path, name: str) -> dict:
 
 
 class Scorer:
-    """Class probabilities per (model, split, TTA mode), computed once, for single models and the ensemble."""
+    """Class probabilities per (model, split, TTA mode), computed once, for single models, the ensemble and the soft labels."""
 
     def __init__(self, device: torch.device):
-        self.device, self.cache = device, {}
+        self.device, self.cache, self.models = device, {}, {}
 
     def probabilities(self, loaded, name: str, split: str, images: np.ndarray, tta: str) -> np.ndarray:
         key = (name, split, tta)
@@ -146,15 +148,15 @@ def score_entry(probabilities, scored: dict, selection: str) -> dict:
     return {"selection_split": selection, "tta": tta, "tta_accuracy_on_selection": tta_scores, "metrics": metrics}
 
 
-def evaluate_all(done: dict[str, Path], plan: dict[str, Job], ensemble_name: str, datasets: dict, device: torch.device,
+def evaluate_all(done: dict[str, Path], plan: dict[str, Job], ensemble_name: str, datasets: dict, scorer: Scorer,
                  log: Log) -> tuple[list, list]:
     """Score every returned checkpoint on the splits the device has (selection split at least), and the FER2013 ensemble.
 
     A checkpoint that cannot be scored is left out of `done` (and so of what returns), with the reason logged."""
-    scorer, entries, loaded_models = Scorer(device), {}, {}
+    entries, loaded_models = {}, scorer.models
     for name, path in list(done.items()):
         try:
-            loaded = loaded_models[name] = load_model(path, device)
+            loaded = loaded_models[name] = load_model(path, scorer.device)
             scored = labelled_splits(datasets[plan[name].dataset], path)
             entries[name] = score_entry(lambda split, mode, l=loaded, n=name, s=scored: scorer.probabilities(l, n, split, s[split][0], mode),
                                         scored, loaded.meta["selection_split"])
@@ -165,7 +167,7 @@ def evaluate_all(done: dict[str, Path], plan: dict[str, Job], ensemble_name: str
         log(f"{name}: {entries[name]['selection_split']} {entries[name]['metrics'][entries[name]['selection_split']]['accuracy']:.2f}% "
             f"(TTA {entries[name]['tta']}; by mode {entries[name]['tta_accuracy_on_selection']})")
     ensembles = []
-    members = [n for n in done if plan[n].ensemble]
+    members = [n for n in done if plan[n].ensemble and plan[n].dataset == "fer2013"]
     if len(members) >= 2:
         scored = labelled_splits(datasets["fer2013"], ensemble_name)
 
@@ -177,6 +179,36 @@ def evaluate_all(done: dict[str, Path], plan: dict[str, Job], ensemble_name: str
         log(f"{ensemble_name} of {', '.join(members)}: {entry['selection_split']} "
             f"{entry['metrics'][entry['selection_split']]['accuracy']:.2f}% (TTA {entry['tta']})")
     return [{"name": n, **e} for n, e in entries.items()], ensembles
+
+
+SOFT_LABEL_TTA = "flip"  # the teachers' soft labels: flip under bf16 autocast, seconds on a GPU (ten-crop in fp32 on the
+# training split took the first teachers sprint 100 s, past its call's limit)
+
+
+def write_soft_labels(ensembles: list[dict], done: dict[str, Path], plan: dict[str, Job], datasets: dict, scorer: Scorer,
+                      out: Path, log: Log) -> list[dict]:
+    """For each dataset with teachers, the mean of their class probabilities on every labelled split the device has, written
+    fp16 to out/soft_labels_<dataset>.npz, named after the FER2013 ensemble or the single teacher."""
+    written = []
+    for dataset_name, dataset in datasets.items():
+        members = [n for n in done if plan[n].teacher and plan[n].dataset == dataset_name and n in scorer.models]
+        if not members:
+            continue
+        ensemble = next((e["name"] for e in ensembles if set(e["members"]) == set(members)), None)
+        probs = {}
+        for split_name, split in dataset.splits.items():
+            images = split.labelled().images
+            if len(images):
+                with torch.autocast(scorer.device.type, dtype=torch.bfloat16, enabled=scorer.device.type == "cuda"):
+                    probs[split_name] = np.mean([split_probabilities(scorer.models[n].model, images, scorer.models[n].preprocessing,
+                                                                     scorer.device, SOFT_LABEL_TTA) for n in members], axis=0)
+        path = out / f"soft_labels_{dataset_name}.npz"
+        save_soft_targets(path, probs.pop("train"), dataset, members, SOFT_LABEL_TTA, [weights_sha256(done[n]) for n in members], probs)
+        written.append({"file": path.name, "dataset": dataset_name, "members": members, "tta": SOFT_LABEL_TTA,
+                        "teacher_name": ensemble or members[0], "bytes": path.stat().st_size})
+        log(f"{path.name}: soft labels of {', '.join(members)} (TTA {SOFT_LABEL_TTA}) on {', '.join(['train', *probs])}, "
+            f"{path.stat().st_size / 2**10:.0f} KiB")
+    return written
 
 
 # ---------------------------------------------------------------- what comes back
@@ -195,7 +227,7 @@ def fit_returns(entries: list[dict], done: dict[str, Path], budget_bytes: int) -
     return kept, left
 
 
-def bundle(paths: list[Path], out: Path) -> list[str]:
+def bundle(paths: list[Path], out: Path, room: int = RESULT_FILES - 2) -> list[str]:
     """Tar the checkpoints and cards, split into parts under the per-file limit: out/checkpoints.tar.000, .001, ... (old parts removed)."""
     for stale in out.glob(f"{BUNDLE}.*"):
         stale.unlink()
@@ -209,8 +241,8 @@ def bundle(paths: list[Path], out: Path) -> list[str]:
             while chunk := f.read(PART_BYTES):
                 names.append(f"{BUNDLE}.{len(names):03d}")
                 (out / names[-1]).write_bytes(chunk)
-    if len(names) > RESULT_FILES - 2:
-        raise DataError(f"the checkpoints need {len(names)} parts; only {RESULT_FILES - 2} fit beside summary.json and sprint.log")
+    if len(names) > room:
+        raise DataError(f"the checkpoints need {len(names)} parts; only {room} fit beside summary.json, sprint.log and the soft labels")
     return names
 
 
@@ -227,6 +259,8 @@ def run(args, plan: tuple[Job, ...], ensemble_name: str) -> int:
     packs, datasets = {}, {}
     for name in sorted({job.dataset for job in plan}):
         pack = Path(args.packs) / f"{name}{SUFFIX}"
+        if manifest_path(pack).is_file():
+            pack = join_parts(manifest_path(pack))  # every part checked (sha256); a missing or damaged one is named
         if not pack.is_file():
             log(f"{pack} is missing: its jobs are skipped (make it with `python -m training.sprint --pack`)")
             continue
@@ -252,10 +286,15 @@ def run(args, plan: tuple[Job, ...], ensemble_name: str) -> int:
         if path is not None:
             done[job.name] = path
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # scores the CPU can reproduce (--import)
-    singles, ensembles = evaluate_all(done, plan_by_name, ensemble_name, datasets, device, log)
+    scorer = Scorer(device)
+    singles, ensembles = evaluate_all(done, plan_by_name, ensemble_name, datasets, scorer, log)
+    for stale in out.glob("soft_labels_*.npz"):
+        stale.unlink()
+    soft_labels = write_soft_labels(ensembles, done, plan_by_name, datasets, scorer, out, log)
     for name, path in done.items():
         path.with_suffix(".md").write_text(render_card(path))
-    kept, left_behind = fit_returns(singles, done, int(RESULT_TOTAL_MIB * 2**20) - REPORT_RESERVE_BYTES)
+    soft_bytes = sum(s["bytes"] for s in soft_labels)
+    kept, left_behind = fit_returns(singles, done, int(RESULT_TOTAL_MIB * 2**20) - REPORT_RESERVE_BYTES - soft_bytes)
     for name in left_behind:
         reports[name]["status"] = f"trained, but left on the device: returned files are limited to {RESULT_TOTAL_MIB:g} MiB, better-scoring checkpoints came first"
         log(f"{name}: {reports[name]['status']}")
@@ -263,8 +302,10 @@ def run(args, plan: tuple[Job, ...], ensemble_name: str) -> int:
         files = " ".join(f"{name}.pt {name}.md" for name in left_behind)
         log(f'fetch them at once, while the machine is warm: device call `cd {(work / "export").resolve()} && sha256sum *.pt && tar cf - {files} '
             f'| split -b {PART_BYTES // 2**20}M -d -a 3 - "$OUT/left.tar."`, then here `cat left.tar.* | tar xf -` into checkpoints/')
+    scored_on_device = ensembles  # every ensemble's device scores stay in the summary, with or without its members
     ensembles = [e for e in ensembles if set(e["members"]) <= set(kept)]
-    parts = bundle([p for name in done if name in kept for p in (done[name], done[name].with_suffix(".md"))], out)
+    parts = bundle([p for name in done if name in kept for p in (done[name], done[name].with_suffix(".md"))], out,
+                   RESULT_FILES - 2 - len(soft_labels))
     models = [{**entry, "arch": plan_by_name[entry["name"]].model, "dataset": plan_by_name[entry["name"]].dataset,
                "job": asdict(plan_by_name[entry["name"]]), **reports[entry["name"]]} for entry in singles if entry["name"] in kept]
     failed = [{"name": name, "job": asdict(plan_by_name[name]), **reports[name]} for name in reports if name not in done]  # incl. unscorable
@@ -272,9 +313,11 @@ def run(args, plan: tuple[Job, ...], ensemble_name: str) -> int:
     summary = {"format": FORMAT, "version": 1, "started": started.isoformat(timespec="seconds"), "device": device_name,
                "torch": torch.__version__, "plan": args.plan, "budget_min": args.budget_min, "train_seconds": round(train_seconds, 1), "smoke": args.smoke,
                "models": models, "failed": failed, "left_on_device": left_on_device, "ensembles": ensembles, "bundle": parts,
+               "bundle_sha256": {part: file_sha256(out / part) for part in parts},
+               "ensembles_scored_on_device": scored_on_device, "soft_labels": soft_labels,
                "wall_seconds": round(time.monotonic() - clock, 1)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    log(f"wrote {out}: summary.json, sprint.log, {', '.join(parts)} in {summary['wall_seconds']:.0f} s of {args.budget_min * 60:.0f}")
+    log(f"wrote {out}: summary.json, sprint.log, {', '.join([*(s['file'] for s in soft_labels), *parts])} in {summary['wall_seconds']:.0f} s of {args.budget_min * 60:.0f}")
     logs = [log.path.read_text()] + [f"\n===== {job.name} =====\n" + (work / "logs" / f"{job.name}.log").read_text() for job in jobs]
     (out / "sprint.log").write_text("".join(logs))
     return 1 if failed else 0
@@ -298,7 +341,9 @@ def pack(args) -> int:
         print(describe(path))
     if "fer2013" not in packs:
         raise DataError("--pack needs FER2013: pass --data PATH (and --ferplus PATH for the FER+ job)")
-    report, fits = travel_report(device_calls(args.budget_min, packs, args.plan))
+    tree = tree_bytes() / 2**20
+    manifests = {name: split_file(path, int(part_mib(tree) * 2**20)) for name, path in packs.items()}  # parts that fit beside the tree
+    report, fits = travel_report(device_calls(args.budget_min, manifests, args.plan, tree))
     print(report)
     return 0 if fits else 1
 
@@ -306,14 +351,18 @@ def pack(args) -> int:
 def smoke(args) -> int:
     """The whole path on this CPU in seconds: tiny data, packed; the sprint's jobs at tiny widths, 2 epochs; then --import."""
     from .sprint_import import import_sprint
-    from .sprint_smoke import make_tiny_data
+    from .sprint_smoke import make_soft_labels, make_tiny_data
 
     root = Path(args.workdir)
     fer2013, ferplus = make_tiny_data(root / "data")
     args.packs, args.cache_dir, args.out, args.workdir = str(root / "packs"), str(root / "cache"), str(root / "out"), str(root / "work")
+    soft_labels = {}
     for name, source in (("fer2013", fer2013), ("ferplus", ferplus)):
-        write_pack(source, Path(args.packs) / f"{name}{SUFFIX}", args.cache_dir)
-    code = run(args, smoke_plan(args.plan), PLANS[args.plan][1])
+        pack = write_pack(source, Path(args.packs) / f"{name}{SUFFIX}", args.cache_dir)
+        split_file(pack, pack.stat().st_size // 3 + 1)  # travels in parts, as the real packs do: the sprint joins and checks them
+        pack.unlink()
+        soft_labels[name] = str(make_soft_labels(load_dataset(source, args.cache_dir), root / "data" / f"soft_labels_{name}.npz"))
+    code = run(args, smoke_plan(args.plan, soft_labels), PLANS[args.plan][1])
     returned = sorted(Path(args.out).iterdir())
     too_big = [p.name for p in returned if p.stat().st_size > RESULT_FILE_MIB * 2**20]
     if len(returned) > RESULT_FILES or too_big:
@@ -328,7 +377,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     mode.add_argument("--import", dest="import_dir", metavar="DIR", help="re-evaluate a sprint's returned files here, check them, install them")
     mode.add_argument("--smoke", action="store_true", help="the whole path on this CPU with tiny data and models (tmp --workdir)")
     p.add_argument("--plan", choices=sorted(PLANS), default="accuracy",
-                   help="what to train: accuracy (the seven-model accuracy set) or seeds (more resnet18_fer seeds for the ensemble)")
+                   help="what to train: accuracy (the seven-model accuracy set), seeds (more resnet18_fer seeds for the ensemble), "
+                        "teachers (the ensemble's members again, returning their soft labels) or students (each tier distilled "
+                        "from the tracked soft labels)")
     p.add_argument("--budget-min", type=float, default=8.0, help="wall-clock minutes for the whole sprint (training stops on it, not on a crash)")
     p.add_argument("--out", default=os.environ.get("OUT", "runs/sprint_out"), help="where the (at most 8) returned files go (default: $OUT)")
     p.add_argument("--packs", default=PACK_DIR, help="folder of the *.sprintpack files")

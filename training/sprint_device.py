@@ -6,6 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
+from .sprint_parts import part_paths
 from .sprint_plan import PLANS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -15,9 +16,15 @@ RESULT_FILE_MIB = 16.0
 RESULT_TOTAL_MIB = 64.0  # ... and 64 MiB together: a file beyond it does not come back
 PACK_DIR = "data/sprint"  # ignored by git (data/), so the packs travel only when a call carries them
 SPRINT_TIMEOUT_S = 600
-FER2013_PACK_MIB = 44.3  # measured: train + PublicTest as their original JPEGs, xz
-FERPLUS_PACK_MIB = 46.5  # measured: train + Valid as labelled pixels, xz (the larger pack: it sets the room the tree has)
-TREE_ROOM_MIB = TRAVEL_LIMIT_MIB - max(FER2013_PACK_MIB, FERPLUS_PACK_MIB)  # the most the tree may weigh for every call to fit
+CARRY_PATHS = 8  # the device tool's limit on carried paths per call
+MIN_PART_MIB = 8.0  # the smallest pack part worth a call of its own: the tree may weigh up to the limit less this
+SLACK_MIB = 0.5  # per call: the parts manifests, and rounding
+TREE_ROOM_MIB = TRAVEL_LIMIT_MIB - MIN_PART_MIB - SLACK_MIB  # the most the tree may weigh for the sprint to travel at all
+
+
+def part_mib(tree_mib: float) -> float:
+    """The size of the pack parts for a tree of this size: as large as one call carries beside it."""
+    return max(MIN_PART_MIB, TRAVEL_LIMIT_MIB - tree_mib - SLACK_MIB)
 
 
 def tree_bytes(root: Path = REPO_ROOT, untracked: bool = True) -> int:
@@ -28,17 +35,30 @@ def tree_bytes(root: Path = REPO_ROOT, untracked: bool = True) -> int:
     return sum((root / name).stat().st_size for name in listed if name and (root / name).is_file())
 
 
-def device_calls(budget_min: float, packs: dict[str, Path], plan: str = "accuracy") -> list[dict]:
-    """The device `run` calls, in order: FER+'s pack first (it stays on the warm machine: data/ is ignored), then the sprint with FER2013's.
+def device_calls(budget_min: float, manifests: dict[str, Path], plan: str, tree_mib: float) -> list[dict]:
+    """The device `run` calls, in order: staging calls that carry pack parts (they stay on the warm machine: data/ is ignored),
+    then the sprint, carrying the last parts and the manifests; the sprint joins and checks the parts (training/sprint_parts.py).
 
-    The two packs do not fit one call beside the tree (64 MiB), so FER+ travels in a short call just before the sprint; a plan
-    without FER+ jobs skips that call."""
-    calls = []
+    Parts are grouped greedily into calls that fit beside the tree; the packs a plan does not need do not travel."""
+    needed = [name for name in ("ferplus", "fer2013") if name in manifests and any(job.dataset == name for job in PLANS[plan][0])]
+    room = (TRAVEL_LIMIT_MIB - tree_mib - SLACK_MIB) * 2**20
+    groups, current, used = [], [], 0
+    for part in (p for name in needed for p in part_paths(manifests[name])):
+        size = part.stat().st_size if part.is_file() else room
+        if current and (used + size > room or len(current) >= CARRY_PATHS - len(needed)):
+            groups.append(current)
+            current, used = [], 0
+        current.append(part)
+        used += size
+    groups.append(current)
+
+    def carried(paths):
+        return [Path(PACK_DIR, p.name).as_posix() for p in paths]
+
+    calls = [{"command": f"ls -l {PACK_DIR}", "carry": carried(group), "timeout_s": 60} for group in groups[:-1]]
     plan_flag = "" if plan == "accuracy" else f" --plan {plan}"
-    if "ferplus" in packs and any(job.dataset == "ferplus" for job in PLANS[plan][0]):
-        calls.append({"command": f"ls -l {PACK_DIR}", "carry": [f"{PACK_DIR}/{packs['ferplus'].name}"], "timeout_s": 60})
     calls.append({"command": f'python -m training.sprint{plan_flag} --budget-min {budget_min:g} --packs {PACK_DIR} --cache-dir runs/sprint_cache --out "$OUT"',
-                  "carry": [f"{PACK_DIR}/{packs['fer2013'].name}"], "timeout_s": SPRINT_TIMEOUT_S})
+                  "carry": carried(groups[-1] + [manifests[name] for name in needed]), "timeout_s": SPRINT_TIMEOUT_S})
     return calls
 
 

@@ -15,17 +15,42 @@ from . import evaluate
 from .data import DataError
 from .model_card import render_card
 from .scoring import score, split_probabilities
+from .soft_targets import load_soft_targets
 from .sprint_device import TRAVEL_LIMIT_MIB, TREE_ROOM_MIB, tree_bytes
+from .sprint_parts import file_sha256
 
 TOLERANCE = 0.1  # accuracy points between the device's scores and this machine's
 SPRINT_FORMAT = "emoji-mirror-sprint"
+SOFT_LABEL_DIR = "soft_labels"  # under the results folder: tracked, so distillation needs no GPU model on disk
 
 
-def unbundle(src: Path, parts: list[str], staging: Path) -> list[Path]:
-    """Join the returned parts, check and extract the tar (plain files, no paths) into the (new) staging folder; the *.pt found."""
+def install_soft_labels(src: Path, entries: list[dict], datasets: evaluate.Datasets, results_dir: Path) -> list[str]:
+    """Check each returned soft-label file against this machine's data (fingerprint, shape, distributions) and copy it to
+    results/soft_labels/<teacher name>.npz; the problems of those refused."""
+    problems = []
+    for entry in entries:
+        path, target = src / entry["file"], results_dir / SOFT_LABEL_DIR / f"{entry['teacher_name']}.npz"
+        try:
+            load_soft_targets(path, datasets.get(entry["dataset"]))
+        except DataError as exc:
+            problems.append(f"{entry['file']}: {exc}")
+            print(f"refused {entry['file']}: {exc}")
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+        print(f"soft labels of {', '.join(entry['members'])} ({entry['dataset']}, TTA {entry['tta']}) checked and installed as {display(target)}")
+    return problems
+
+
+def unbundle(src: Path, parts: list[str], staging: Path, sha256: dict[str, str] | None = None) -> list[Path]:
+    """Check the returned parts (present; sha256 where the sprint recorded it), join them, check and extract the tar (plain
+    files, no paths) into the (new) staging folder; the *.pt found."""
     missing = [p for p in parts if not (src / p).is_file()]
     if missing:
         raise DataError(f"{src} lacks {', '.join(missing)} of the checkpoint bundle")
+    damaged = [p for p in parts if sha256 and p in sha256 and file_sha256(src / p) != sha256[p]]
+    if damaged:
+        raise DataError(f"{src}: {', '.join(damaged)} of the checkpoint bundle arrived damaged (sha256 differs from the device's)")
     staging.mkdir(parents=True)
     joined = staging / "bundle.tar"
     with joined.open("wb") as f:
@@ -113,7 +138,7 @@ def import_sprint(src: Path, data, ferplus, cache_dir, checkpoint_dir: Path, res
     workdir.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix="sprint-import-", dir=workdir))
     staging, staged_results = stage / "checkpoints", stage / "results"
-    unbundle(src, sprint["bundle"], staging)
+    unbundle(src, sprint["bundle"], staging, sprint.get("bundle_sha256"))
     datasets = evaluate.Datasets(data, ferplus, cache_dir)
     for model in sprint["models"]:
         complete_checkpoint(staging / f"{model['name']}.pt", datasets)
@@ -134,10 +159,12 @@ def import_sprint(src: Path, data, ferplus, cache_dir, checkpoint_dir: Path, res
             print(f"checked {entry['name']}: the device's scores agree within {TOLERANCE} points")
     if accepted:
         install(accepted, staging, staged_results, checkpoint_dir, results_dir)
+    soft_problems = install_soft_labels(src, sprint.get("soft_labels", []), datasets, results_dir)
     for job in sprint["failed"] + sprint.get("left_on_device", []):
         print(f"not returned: {job['name']} ({job['status']})")
     tree = tree_bytes() / 2**20
     if tree > TREE_ROOM_MIB:
-        print(f"warning: the working tree is now {tree:.1f} MiB; beside the larger data pack a sprint call exceeds "
-              f"{TRAVEL_LIMIT_MIB:.0f} MiB until it is {TREE_ROOM_MIB:.1f} MiB or less (leave large checkpoints untracked)")
-    return 1 if refused or evaluated != 0 or sprint["failed"] else 0
+        print(f"warning: the working tree is now {tree:.1f} MiB; a sprint call carries it plus a pack part of at least "
+              f"{TRAVEL_LIMIT_MIB - TREE_ROOM_MIB:.1f} MiB within {TRAVEL_LIMIT_MIB:.0f} MiB, so keep it to {TREE_ROOM_MIB:.1f} MiB "
+              f"(leave large checkpoints untracked)")
+    return 1 if refused or soft_problems or evaluated != 0 or sprint["failed"] else 0

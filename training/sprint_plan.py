@@ -24,8 +24,11 @@ class Job:
     targets: str = "labels"
     compile: bool = False
     ensemble: bool = False  # a member of the FER2013 ensemble
+    teacher: bool = False  # its class probabilities go into its dataset's soft labels (mean over the dataset's teachers)
     epoch_seconds: float = 7.5  # wall seconds per epoch (+ selection scoring) on one card shared by the whole plan (measured)
     model_kwargs: dict = field(default_factory=dict)
+    soft_labels: str | None = None  # distil from this tracked soft-label file (results/soft_labels/), weight distill_alpha
+    distill_alpha: float = 0.7
 
 
 # Epoch seconds measured by the first sprint (2026-11-26, one H200 shared by these seven processes): every job took about
@@ -47,8 +50,31 @@ ACCURACY_SET = (
 # stopped them at four fifths of their cosine schedule): an over-estimate only shortens the schedule, an under-estimate cuts it.
 SEED_SET = tuple(Job(f"resnet18_fer_gpu_s{seed}", "resnet18_fer", "fer2013", seed=seed, ensemble=True, epoch_seconds=6.0) for seed in (2, 3, 4, 5))
 
+# The teachers' plan: the GPU members behind the best ensemble were lost with the machines that trained them, so this
+# retrains them (four resnet18_fer seeds for FER2013, one for FER+ on the votes) and returns their soft labels (fp16,
+# a few hundred kB each), which are tracked: every later distillation, on a CPU or a GPU, needs no GPU model on disk.
+# Measured (2026-11-30, one H200, five processes): 7.24-7.38 s an epoch for the four FER2013 seeds, 6.26 s for FER+.
+TEACHER_SET = (*(Job(f"resnet18_fer_t{seed}", "resnet18_fer", "fer2013", seed=seed, ensemble=True, teacher=True, epoch_seconds=7.5)
+                 for seed in range(4)),
+               Job("resnet18_fer_ferplus_t0", "resnet18_fer", "ferplus", targets="votes", teacher=True, epoch_seconds=6.5))
+
+# The students' plan: long schedules distilled from the tracked soft labels (no GPU model needed on disk), one per tier:
+# live (resnet_fer_fast, < 2 ms a face on CPU), photo (a mid-size network and a distilled ResNet-18, stored int8) and
+# FER+, plus ViT-Tiny from scratch taught by the CNN ensemble (DeiT's lesson: a ViT on small data needs a teacher).
+FER2013_TEACHER = "results/soft_labels/ensemble_resnet18_t4.npz"
+FERPLUS_TEACHER = "results/soft_labels/resnet18_fer_ferplus_t0.npz"
+STUDENT_SET = (
+    Job("resnet_fer_fast_kd_live", "resnet_fer_fast", "fer2013", recipe="camera", soft_labels=FER2013_TEACHER, epoch_seconds=6.0),
+    Job("resnet_fer_small_kd", "resnet_fer_small", "fer2013", recipe="camera", soft_labels=FER2013_TEACHER, epoch_seconds=6.0),
+    Job("resnet18_fer_kd", "resnet18_fer", "fer2013", soft_labels=FER2013_TEACHER, epoch_seconds=7.5),
+    Job("vit_tiny_kd", "vit_tiny", "fer2013", soft_labels=FER2013_TEACHER, distill_alpha=0.9, epoch_seconds=10.0),
+    Job("resnet_fer_fast_ferplus_kd_live", "resnet_fer_fast", "ferplus", targets="votes", soft_labels=FERPLUS_TEACHER,
+        distill_alpha=0.5, epoch_seconds=6.0),
+)
+
 # --plan NAME: the jobs, and the name of the ensemble of their `ensemble=True` members the sprint scores.
-PLANS = {"accuracy": (ACCURACY_SET, "ensemble_gpu"), "seeds": (SEED_SET, "ensemble_resnet18_seeds")}
+PLANS = {"accuracy": (ACCURACY_SET, "ensemble_gpu"), "seeds": (SEED_SET, "ensemble_resnet18_seeds"),
+         "teachers": (TEACHER_SET, "ensemble_resnet18_t4"), "students": (STUDENT_SET, "ensemble_students")}
 
 # Tiny widths for the CPU smoke: the same architectures, jobs and code path, in seconds.
 SMOKE_KWARGS = {
@@ -60,9 +86,11 @@ SMOKE_KWARGS = {
 }
 
 
-def smoke_plan(plan: str = "accuracy") -> tuple[Job, ...]:
-    """A plan at smoke size: tiny widths, no compile (the CPU smoke must take seconds)."""
-    return tuple(replace(job, model_kwargs=SMOKE_KWARGS[job.model], compile=False) for job in PLANS[plan][0])
+def smoke_plan(plan: str = "accuracy", soft_labels: dict[str, str] | None = None) -> tuple[Job, ...]:
+    """A plan at smoke size: tiny widths, no compile (the CPU smoke must take seconds); students read the smoke data's
+    soft labels (`soft_labels`: dataset -> file) instead of the tracked ones, which belong to the real data."""
+    return tuple(replace(job, model_kwargs=SMOKE_KWARGS[job.model], compile=False,
+                         soft_labels=(soft_labels or {}).get(job.dataset) if job.soft_labels else None) for job in PLANS[plan][0])
 
 
 def planned_epochs(job: Job, train_seconds: float, smoke: bool) -> int:
@@ -84,6 +112,8 @@ def train_command(job: Job, pack: str, epochs: int, budget_min: float, work: str
            "--export-dir", f"{work}/export", "--export-half", "--no-progress"]
     if job.model_kwargs:
         cmd += ["--model-kwargs", json.dumps(job.model_kwargs)]
+    if job.soft_labels:
+        cmd += ["--teacher", job.soft_labels, "--distill-alpha", str(job.distill_alpha)]
     if job.compile:
         cmd.append("--compile")
     if cache_dir:

@@ -11,6 +11,9 @@ from PIL import Image
 
 from emoji_mirror.labels import FER2013_CLASSES
 
+from .data import FaceDataset
+from .soft_targets import save_soft_targets
+
 FER_COUNTS = {"train": ("train", "Training", 6), "public_test": ("test", "PublicTest", 2), "private_test": ("test", "PrivateTest", 2)}
 FERPLUS_COUNTS = {"FER2013Train": 6, "FER2013Valid": 2, "FER2013Test": 2}
 FERPLUS_EMOTIONS = 8  # the first 8 vote columns are emotions (neutral ... contempt); unknown and NF follow
@@ -64,3 +67,14 @@ def make_tiny_data(folder: Path) -> tuple[Path, Path]:
     """(fer2013.zip, ferplus.zip) with a few dozen faces each, in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     return make_fer2013(folder / "fer2013.zip"), make_ferplus(folder / "ferplus.zip")
+
+
+def make_soft_labels(dataset: FaceDataset, path: Path) -> Path:
+    """Soft labels for the tiny data's training faces (the label smoothed over the classes), so the students plan's smoke
+    distils as the real plan does from the tracked files."""
+    labels = dataset.splits["train"].labelled().labels
+    classes = len(dataset.classes)
+    probs = np.full((len(labels), classes), 0.2 / (classes - 1), dtype=np.float32)
+    probs[np.arange(len(labels)), labels] = 0.8
+    save_soft_targets(path, probs, dataset, ["smoke-teacher"], "none")
+    return path

@@ -15,7 +15,7 @@ from ..face_model import FaceModelError
 from ..overlay import Overlay
 from ..paths import CHECKPOINT_DIR, CHECKPOINT_ENV, list_checkpoints, resolve_checkpoint
 
-PRIVATE_TEST = "fer2013/private_test"
+DATASET_TITLES = {"fer2013": "FER2013", "ferplus": "FER+"}
 # The app classifies a few 48x48 crops per frame while WebRTC decodes and encodes video (and, on one machine, the browser
 # runs too): one torch thread avoids the intra-op threads' contention, which benchmarks/browser.py measured as the
 # difference between ~8 ms and 100+ ms for two faces on a busy 2-core CPU. $EMOJI_MIRROR_TORCH_THREADS overrides it.
@@ -62,20 +62,22 @@ def checkpoint_summary(path: str, modified: float) -> str:
         meta = read_checkpoint(path).get("meta", {})
     except CheckpointError:
         return f"{name} · damaged or not a checkpoint"
-    accuracy = meta.get("metrics", {}).get(PRIVATE_TEST, {}).get("accuracy")
+    dataset = meta.get("dataset", "fer2013")
+    accuracy = meta.get("metrics", {}).get(f"{dataset}/private_test", {}).get("accuracy")
     if accuracy is None:
         return f"{name} · not evaluated"
-    return f"{name} · {accuracy:.1f}% private test"
+    return f"{name} · {accuracy:.1f}% {DATASET_TITLES.get(dataset, dataset)} private test"
 
 
 def _modified(path: Path) -> float:
     return path.stat().st_mtime if path.is_file() else 0.0
 
 
-def choose_checkpoint() -> Path | None:
-    """Sidebar model picker over checkpoints/*.pt (plus $EMOJI_MIRROR_CHECKPOINT); shows st.error and returns None if none."""
+def choose_checkpoint(tier: str = "live") -> Path | None:
+    """Sidebar model picker over checkpoints/*.pt (plus $EMOJI_MIRROR_CHECKPOINT), starting on the tier's model (default_rule.TIERS);
+    shows st.error and returns None if none."""
     try:
-        default = resolve_checkpoint()
+        default = resolve_checkpoint(tier=tier)
     except FileNotFoundError as exc:
         if os.environ.get(CHECKPOINT_ENV):
             st.error(f"**${CHECKPOINT_ENV} does not name a checkpoint.** {exc}\n\nFix: point it at a `.pt` file, or unset it to pick from `{CHECKPOINT_DIR}`.")
@@ -92,7 +94,7 @@ def choose_checkpoint() -> Path | None:
         options,
         index=options.index(default) if default is not None else 0,
         format_func=lambda p: checkpoint_summary(str(p), _modified(p)),
-        help="Accuracy on FER2013's PrivateTest split, as recorded in the checkpoint.",
+        help="Accuracy on the model's held-out test split (FER2013 PrivateTest, FER+ Test), as recorded in the checkpoint.",
     )
 
 
@@ -119,9 +121,10 @@ def detector_or_error() -> FaceDetector | None:
     return None
 
 
-def models_or_stop() -> tuple[EmotionClassifier, FaceDetector]:
-    """The sidebar model picker, then the chosen classifier and the detector; st.stop() after an st.error if either fails."""
-    checkpoint = choose_checkpoint()
+def models_or_stop(tier: str = "live") -> tuple[EmotionClassifier, FaceDetector]:
+    """The sidebar model picker (starting on the tier's model), then the chosen classifier and the detector; st.stop() after
+    an st.error if either fails."""
+    checkpoint = choose_checkpoint(tier)
     classifier = classifier_or_error(checkpoint) if checkpoint else None
     detector = detector_or_error()
     if classifier is None or detector is None:

@@ -11,7 +11,8 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from ..checkpoint_schema import CLASSES, SCORE_PROPERTIES, schema_problem
-from ..paths import REPO_ROOT
+from ..default_rule import TIERS, is_shipped, report_order, reported_split
+from ..paths import CHECKPOINT_DIR, REPO_ROOT, default_checkpoint
 
 RESULTS_ENV = "EMOJI_MIRROR_RESULTS"
 SUMMARY_NAME = "summary.json"
@@ -35,6 +36,7 @@ _MODEL = {
         "arch": {"type": "string"},
         "checkpoint": {"type": "string"},
         "params": {"type": "integer", "minimum": 0},
+        "file_mb": {"type": "number", "minimum": 0},
         "dataset": {"type": "string"},
         "classes": CLASSES,
         "selection_split": {"type": ["string", "null"]},
@@ -129,20 +131,32 @@ def splits_of(summary: Summary) -> list[str]:
     return list(dict.fromkeys(reported + [split for m in summary.models for split in m["metrics"]]))
 
 
-def reported_split(model: dict) -> str | None:
-    """The split a model is reported on: one it was not selected on, a PrivateTest first (None when it has no other)."""
-    others = [s for s in model["metrics"] if s != model["selection_split"]]
-    return next((s for s in others if s.endswith("private_test")), others[0] if others else None)
+def shipped_table(summary: Summary) -> pd.DataFrame:
+    """What ships, one row per tier (default_rule.TIERS): the model default.json names (first on disk), its reported split,
+    accuracy, macro-F1, CPU ms per face and file size."""
+    rows = []
+    for name, tier in TIERS.items():
+        chosen = default_checkpoint(name) if name != "photo" else default_checkpoint(name) or default_checkpoint("live")
+        model = next((m for m in summary.models if chosen is not None and m["name"] == chosen.stem), None)
+        split = reported_split(model) if model else None
+        scores = model["metrics"].get(split, {}) if model else {}
+        rows.append({"tier": name, "used by": tier.used_by, "model": chosen.stem if chosen else "–", "reported on": split or "–",
+                     "accuracy %": scores.get("accuracy"), "macro-F1 %": scores.get("macro_f1"),
+                     "CPU ms/face (batch 1)": ((model or {}).get("latency_ms_per_face") or {}).get("batch1"),
+                     "MB": round(chosen.stat().st_size / 1e6, 1) if chosen else None})
+    return pd.DataFrame(rows)
 
 
 def comparison_table(summary: Summary) -> Styler:
-    """One row per model, led by the reported split: accuracy and macro-F1 per split (★ on the split the model was
-    selected on), then CPU latency, size, selection split, TTA and architecture."""
+    """One row per model, grouped by dataset (FER2013 first) and sorted by the accuracy on the split it is reported on:
+    whether it ships, accuracy and macro-F1 per split (★ on the split the model was selected on), then CPU latency, size,
+    selection split, TTA and architecture. Empty cells read "–"."""
     splits = splits_of(summary)
     latency_keys = list(dict.fromkeys(k for m in summary.models for k in m.get("latency_ms_per_face") or {}))
+
     rows, selected_cells = [], []
-    for index, model in enumerate(summary.models):
-        row = {"model": model["name"]}
+    for index, model in enumerate(sorted(summary.models, key=report_order)):
+        row = {"model": model["name"], "shipped": "yes" if is_shipped(model) else "no", "dataset": model.get("dataset") or "–"}
         for split in splits:
             scores = model["metrics"].get(split, {})
             row[f"{split} accuracy %"] = scores.get("accuracy")
@@ -153,8 +167,8 @@ def comparison_table(summary: Summary) -> Styler:
             row[f"CPU ms/face ({key})"] = (model.get("latency_ms_per_face") or {}).get(key)
         row["params (M)"] = model["params"] / 1e6
         row["selected on"] = model["selection_split"] or "unknown"
-        row["TTA"] = model.get("tta", "")
-        row["arch"] = model.get("arch", "")
+        row["TTA"] = model.get("tta") or "–"
+        row["arch"] = model.get("arch") or "–"
         rows.append(row)
     table = pd.DataFrame(rows)
     styler = table.style.format(precision=2, na_rep="–").format("{:.2f}", subset=["params (M)"])
