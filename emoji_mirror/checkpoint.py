@@ -11,8 +11,11 @@ import torch
 import torch.nn as nn
 
 from .checkpoint_schema import FORMAT, VERSION, checkpoint_problem
-from .models import create_model, model_entry
+from .models import count_params, create_model, model_entry
 from .preprocessing import Preprocessing
+
+
+MAX_PARAMS = 50_000_000  # ResNet-18 is 11M; a checkpoint asking for more is refused before the model is built
 
 
 class CheckpointError(ValueError):
@@ -119,6 +122,11 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
     kwargs = {k: v for k, v in payload.get("arch_kwargs", {}).items() if k not in init_only}
     preprocessing = Preprocessing.from_dict(payload.get("preprocessing", {}))
     try:
+        with torch.device("meta"):  # what the checkpoint asks for, counted before anything is allocated
+            asked = count_params(create_model(arch, num_classes=len(classes), **kwargs))
+        if asked > MAX_PARAMS:
+            raise CheckpointError(f"{path}: its settings build a {asked / 1e6:.0f}M-parameter {arch!r}; this code loads at most "
+                                  f"{MAX_PARAMS / 1e6:.0f}M (refused before building it)")
         model = create_model(arch, num_classes=len(classes), **kwargs)
         weights, expected = float_state_dict(payload), model.state_dict()
         for name, value in weights.items():

@@ -133,8 +133,10 @@ def checkpoint_problem(payload: object) -> str | None:
     for name, value in payload["state_dict"].items():
         if not isinstance(value, torch.Tensor):
             return f"is not a valid Emoji Mirror checkpoint (state_dict/{name}: {reprlib.repr(value)} is not a tensor)"
-        if value.layout != torch.strided:
-            return f"is not a valid Emoji Mirror checkpoint (state_dict/{name} is a {value.layout} tensor; weights must be dense)"
+        if value.layout != torch.strided or value.device.type == "meta":
+            return f"is not a valid Emoji Mirror checkpoint (state_dict/{name} is a {value.layout} {value.device.type} tensor; weights must be dense)"
+        if value.untyped_storage().nbytes() < value.numel() * value.element_size():
+            return f"is not a valid Emoji Mirror checkpoint (state_dict/{name} is a view with repeated elements, {tuple(value.shape)} from a smaller storage)"
         if value.is_floating_point() and not torch.isfinite(value).all():
             return f"is damaged: its weights ({name}) hold NaN or infinite values"
     return int8_problem(payload["state_dict"], payload.get("int8_scales", {}))

@@ -103,9 +103,11 @@ def reported_split(model: dict) -> str | None:
     return next((s for s in others if s.endswith("private_test")), others[0] if others else None)
 
 
-def is_shipped(model: dict) -> bool:
-    """A single model whose checkpoint is in checkpoints/ (what a fresh clone has; large GPU checkpoints stay untracked)."""
-    return not model.get("members") and (CHECKPOINT_DIR / f"{model['name']}.pt").is_file()
+def is_shipped(model: dict, shipped: set[str] | None = None) -> bool:
+    """A single model whose checkpoint ships: among `shipped` names (what git tracks), else on disk in checkpoints/."""
+    if model.get("members"):
+        return False
+    return model["name"] in shipped if shipped is not None else (CHECKPOINT_DIR / f"{model['name']}.pt").is_file()
 
 
 def report_order(model: dict) -> tuple:

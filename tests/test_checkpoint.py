@@ -151,3 +151,19 @@ def test_int8_weights_without_a_valid_scale_are_refused(tmp_path, tiny_checkpoin
     torch.save(stripped, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError):
         load_model(tmp_path / "bad.pt")
+
+
+def test_hostile_weights_and_sizes_are_refused_before_anything_large_is_built(tmp_path, tiny_checkpoint):
+    good = read_checkpoint(tiny_checkpoint)
+    name, weight = next((k, v) for k, v in good["state_dict"].items() if v.dim() >= 2)
+    cases = {
+        "dense": {**good, "state_dict": {**good["state_dict"], name: weight.to_sparse()}},
+        "repeated elements": {**good, "state_dict": {**good["state_dict"], name: torch.zeros(1).expand(*weight.shape)}},
+        "not floating point": {**good, "state_dict": {**good["state_dict"], name: weight.to(torch.int64)}},
+    }
+    huge = {**good, "arch": "resnet18_fer", "arch_kwargs": {"widths": [2048] * 4, "depths": [16] * 4}}
+    cases["refused before building it"] = huge
+    for message, payload in cases.items():
+        torch.save(payload, tmp_path / "bad.pt")
+        with pytest.raises(CheckpointError, match=message):
+            load_model(tmp_path / "bad.pt")

@@ -209,7 +209,9 @@ def test_the_tier_rules_are_stated_and_applied(summary_file):
     rules = {tier: next(m.value for m in at.markdown if m.value.startswith(f"**{tier}** — ")) for tier in default_rule.TIERS}
     assert default_rule.DEFAULT_RULE in rules["live"] and "By these results: **baseline_cnn**" in rules["live"]  # the only one <= 2 ms
     assert "By these results: **no model**" in rules["ferplus"]  # no FER+ model in this summary
-    live = at.dataframe[1].value.set_index("model")  # after "What ships"
+    ships = at.dataframe[0].value  # "What ships" leads the page: one row per tier, from checkpoints/default.json
+    assert list(ships["tier"]) == list(default_rule.TIERS) and ships["model"].notna().all()
+    live = at.dataframe[1].value.set_index("model")
     assert live.loc["baseline_cnn", "eligible"] and not live.loc["attention_cnn", "eligible"]
     assert live.loc["vit_tiny", "mean per-class recall % (fer2013/public_test)"] == 70.0
 

@@ -27,7 +27,7 @@ from training.scoring import score, split_probabilities
 
 FACES_PER_CLASS = 3  # per split: 21 faces in each FER2013 split
 FERPLUS_ROWS = 40  # per FER+ folder, before the majority protocol drops some
-ENTRY_KEYS = {"name", "arch", "checkpoint", "params", "dataset", "classes", "selection_split", "tta", "metrics", "per_class",
+ENTRY_KEYS = {"name", "arch", "checkpoint", "params", "file_mb", "dataset", "classes", "selection_split", "tta", "metrics", "per_class",
               "confusion_matrix", "latency_ms_per_face", "train", "data_fingerprint", "commit", "images"}
 FER_SPLITS = ["fer2013/public_test", "fer2013/private_test"]
 

@@ -307,3 +307,19 @@ def test_the_fallback_schema_checker_agrees_with_jsonschema(instance, schema):
     """Where jsonschema is missing (the GPU machine) checkpoints are still checked, with the same verdicts."""
     assert _validator() is not None  # this machine has jsonschema: compare the two
     assert (first_problem(instance, schema) is None) == (schema_problem(instance, schema) is None)
+
+
+def test_the_tracked_soft_labels_belong_to_the_real_fer2013_and_name_their_teachers(fer2013):
+    from training.soft_targets import load_soft_targets, soft_targets_info
+
+    path = REPO_ROOT / PLANS["students"][0][0].soft_labels
+    info = soft_targets_info(path)
+    assert info["dataset"] == "fer2013" and info["fingerprint"] == fer2013.fingerprint and info["tta"] == "flip"
+    assert len(info["members"]) == len(info["member_sha256"]) == 4 and all(len(h) == 64 for h in info["member_sha256"])
+    assert info["splits"] == ["train", "public_test", "private_test"]
+    probs = load_soft_targets(path, fer2013)
+    labels = fer2013.splits["train"].labelled().labels
+    assert 0.85 < (probs.argmax(1) == labels).mean() < 0.99  # a teacher that learnt the training set, not a copy of the labels
+    with np.load(path) as archive:
+        assert archive["split_private_test"].shape == (len(fer2013.splits["private_test"].labelled()), 7)
+    assert path.stat().st_size < 2 * 2**20

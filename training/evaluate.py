@@ -8,6 +8,7 @@ import csv
 import hashlib
 import io
 import json
+import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -367,11 +368,20 @@ def merge_models(existing: list[dict], new: list[dict]) -> list[dict]:
     return merged + list(fresh.values())
 
 
+def tracked_checkpoints() -> set[str] | None:
+    """Names of the checkpoints git tracks in checkpoints/ (what a fresh clone ships); None outside a git checkout."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "checkpoints"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return {Path(name).stem for name in listed.split() if name.endswith(".pt")}
+
+
 def _table_rows(entries: list[dict]) -> list[dict]:
     """One row per model; every accuracy column names its dataset/split, '*' marks the model's selection split."""
-    rows = []
+    rows, shipped = [], tracked_checkpoints()
     for entry in entries:
-        row = {"model": entry["name"], "shipped": "yes" if is_shipped(entry) else "no", "params": f"{entry['params'] / 1e6:.2f}M"}
+        row = {"model": entry["name"], "shipped": "yes" if is_shipped(entry, shipped) else "no", "params": f"{entry['params'] / 1e6:.2f}M"}
         for split, m in entry["metrics"].items():
             mark = "*" if split == entry["selection_split"] else ""
             row[f"{split} acc%"] = f"{m['accuracy']:.2f}{mark}"
