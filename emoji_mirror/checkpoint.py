@@ -53,6 +53,11 @@ def atomic_torch_save(obj: object, path: str | os.PathLike) -> None:
         raise
 
 
+def half_state_dict(state: dict) -> dict:
+    """The weights with every floating-point tensor stored fp16 (half the file; widened again at load)."""
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+
+
 def quantize_int8(payload: dict) -> dict:
     """The checkpoint with every weight of 2+ dimensions (convolutions, linear layers) stored as int8 with a symmetric
     per-output-channel scale (`int8_scales`), and the rest fp16: about a quarter of the fp32 file. Loading restores

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from emoji_mirror.checkpoint import CheckpointError, atomic_torch_save, load_model, quantize_int8, read_checkpoint
+from emoji_mirror.checkpoint import CheckpointError, atomic_torch_save, half_state_dict, load_model, quantize_int8, read_checkpoint
 
 from .data import DataError, FaceDataset, load_dataset
 from .model_card import render_card
@@ -21,7 +21,7 @@ def compact(src: Path, out: Path, precision: str, dataset: FaceDataset | None = 
     if precision == "int8":
         payload = quantize_int8(payload)
     else:
-        payload["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+        payload["state_dict"] = half_state_dict(payload["state_dict"])
     payload["meta"] = {**payload.get("meta", {}), "storage": precision}
     atomic_torch_save(payload, out)
     compacted = load_model(out)  # refuse to leave a file that does not load

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emoji_mirror.checkpoint import CheckpointError, atomic_torch_save, first_line, load_model, read_checkpoint
+from emoji_mirror.checkpoint import CheckpointError, atomic_torch_save, first_line, half_state_dict, load_model, read_checkpoint
 from emoji_mirror.preprocessing import TTA_MODES
 
 from .data import DataError, load_dataset, resolve_data_path
@@ -111,7 +111,7 @@ def collect(job: Job, returncode: int, work: Path) -> tuple[Path | None, str]:
     if not best.is_file():
         return None, f"failed (exit {returncode}) before its first epoch ended"
     payload = read_checkpoint(best)
-    payload["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    payload["state_dict"] = half_state_dict(payload["state_dict"])
     atomic_torch_save(payload, export)
     return export, f"stopped (exit {returncode}); best epoch so far kept"
 

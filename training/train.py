@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from emoji_mirror.checkpoint import CheckpointError, atomic_torch_save, checkpoint_payload, load_model, read_checkpoint
+from emoji_mirror.checkpoint import CheckpointError, atomic_torch_save, checkpoint_payload, half_state_dict, load_model, read_checkpoint
 from emoji_mirror.models import count_params, create_model, list_models
 from emoji_mirror.preprocessing import Preprocessing, normalize
 from emoji_mirror.paths import run_name_problem
@@ -449,7 +449,7 @@ def finalize(best_path: Path, data: RunData, rt: Runtime, args: argparse.Namespa
     if args.export_dir:
         export = Path(args.export_dir) / f"{best_path.parent.name}.pt"
         if args.export_half:
-            payload["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+            payload["state_dict"] = half_state_dict(payload["state_dict"])
         atomic_torch_save(payload, export)
         print(f"[{payload['arch']}] exported {export}", flush=True)
 
