@@ -17,8 +17,8 @@ from emoji_mirror.labels import FER2013_CLASSES
 from emoji_mirror.models import count_params, create_model, list_models
 from emoji_mirror.onnx_backend import OnnxNetwork
 from emoji_mirror.preprocessing import Preprocessing
-from training.evaluate import latency_ms_per_face
-from training.train import setup_runtime
+from training.evaluate.scoring import latency_ms_per_face
+from training.runtime import setup_runtime
 
 BATCH_SIZE = 64
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from .checkpoint_schema import FORMAT, VERSION, checkpoint_problem
+from .fileio import atomic_open
+from .schemas import FORMAT, VERSION, checkpoint_problem
 from .models import count_params, create_model, model_entry
 from .preprocessing import Preprocessing
 
@@ -35,22 +35,9 @@ class LoadedModel:
 
 
 def atomic_torch_save(obj: object, path: str | os.PathLike) -> None:
-    """torch.save to a temporary file beside `path`, then rename: a kill never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions a plain open() would
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save through fileio.atomic_open: a kill never leaves half a file."""
+    with atomic_open(path) as f:
+        torch.save(obj, f)
 
 
 def half_state_dict(state: dict) -> dict:
@@ -71,8 +58,8 @@ def quantize_int8(payload: dict) -> dict:
             state[name] = torch.round(value / torch.where(scale > 0, scale, 1)).clamp(-127, 127).to(torch.int8)
             scales[name] = scale
         else:
-            state[name] = value.half() if value.is_floating_point() else value
-    return {**payload, "state_dict": state, "int8_scales": scales}
+            state[name] = value
+    return {**payload, "state_dict": half_state_dict(state), "int8_scales": scales}  # the rest (biases, norms) fp16
 
 
 def float_state_dict(payload: dict) -> dict:
@@ -81,9 +68,9 @@ def float_state_dict(payload: dict) -> dict:
     return {k: v.float() * scales[k] if k in scales else v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
 
 
-def checkpoint_payload(model: nn.Module, arch: str, arch_kwargs: dict, classes, preprocessing: Preprocessing, meta: dict, half: bool = False) -> dict:
+def checkpoint_payload(model: nn.Module, arch: str, arch_kwargs: dict, classes, preprocessing: Preprocessing, meta: dict) -> dict:
     """The dict a checkpoint file holds: format tag, how to rebuild the model, its weights and metadata."""
-    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -102,7 +89,7 @@ def first_line(exc: BaseException) -> str:
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint dict safely (weights_only=True) and check it against the schema (checkpoint_schema.py); every
+    """Load a checkpoint dict safely (weights_only=True) and check it against the schema (schemas.py); every
     failure is a CheckpointError of one sentence."""
     path = Path(path)
     if not path.is_file():

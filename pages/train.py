@@ -7,7 +7,7 @@ import altair as alt
 import streamlit as st
 import torch
 
-from emoji_mirror.app import training_jobs as jobs
+from training import jobs
 from emoji_mirror.models import list_models
 from emoji_mirror.paths import CHECKPOINT_DIR, REPO_ROOT
 from training.data import DATA_ENV
@@ -85,7 +85,7 @@ def job_panel(watching: bool) -> None:
 
 
 st.title("🏋️ Train")
-st.caption(f"Jobs run in the background (`python -m emoji_mirror.app.training_jobs`) and keep running if you close or reload this page. Runs go to `{jobs.runs_dir()}`.")
+st.caption(f"Jobs run in the background (`python -m training.jobs`) and keep running if you close or reload this page. Runs go to `{jobs.runs_dir()}`.")
 
 try:
     running = jobs.active_job() is not None

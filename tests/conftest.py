@@ -1,4 +1,4 @@
-"""Shared fixtures: the real dataset (skipped when absent) and small checkpoints made on the spot."""
+"""Shared fixtures: the real dataset (skipped when absent; its tests are marked slow) and small checkpoints made on the spot."""
 
 from __future__ import annotations
 
@@ -16,6 +16,17 @@ from emoji_mirror.preprocessing import Preprocessing
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The one setting that points tests at the real data: $EMOJI_MIRROR_DATASETS, else ../shared/datasets beside the repo.
 DATASETS_DIR = Path(os.environ.get("EMOJI_MIRROR_DATASETS", REPO_ROOT.parent / "shared" / "datasets"))
+
+
+REAL_DATA_FIXTURES = {"fer2013_zip", "ferplus_zip", "fer2013"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items):
+    """A test on the real data is slow (decoding FER2013 alone takes seconds): marked so, `pytest -m "not slow"` leaves it out."""
+    for item in items:
+        if REAL_DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)

@@ -64,6 +64,7 @@ def navigation(monkeypatch) -> list:
     return recorded
 
 
+@pytest.mark.slow
 def test_navigation_lists_the_pages_with_the_live_mirror_first_and_default(monkeypatch, tiny_checkpoint, streamer_calls, navigation):
     monkeypatch.setenv(CHECKPOINT_ENV, str(tiny_checkpoint))
     app = open_app()
@@ -76,6 +77,7 @@ def test_navigation_lists_the_pages_with_the_live_mirror_first_and_default(monke
     assert not app.exception and app.title[0].value == "📷 Photo"
 
 
+@pytest.mark.slow
 def test_page_streams_through_the_pipeline(monkeypatch, tiny_checkpoint, streamer_calls):
     monkeypatch.setenv(CHECKPOINT_ENV, str(tiny_checkpoint))
     app = open_app()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import av
 import cv2
 import numpy as np
+import pytest
 
 from benchmarks.browser import FLIP_FRAMES, Scenario, flip_delays, new_frames
 from benchmarks.fake_camera import read_stamp, stamp, stamped_clip
@@ -21,6 +22,7 @@ def vp8_round_trip(frames_rgb: list[np.ndarray], bitrate: int = 300_000) -> list
     return [frame.to_ndarray(format="rgb24") for packet in packets for frame in decoder.decode(packet)]
 
 
+@pytest.mark.slow
 def test_frame_stamps_survive_vp8_coding_and_leave_the_scene_alone():
     frame = cv2.cvtColor(scene(2), cv2.COLOR_BGR2RGB)
     indices = [0, 1, 2, 85, 170, 255, 256 + 7]

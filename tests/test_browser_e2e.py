@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib.util
 import re
 import shutil
 import time
@@ -30,10 +31,8 @@ from emoji_mirror.models import create_model
 from emoji_mirror.paths import CHECKPOINT_ENV
 from emoji_mirror.preprocessing import Preprocessing
 
-try:
-    from playwright.sync_api import expect, sync_playwright
-except ImportError:  # requirements-dev.txt not installed
-    expect = sync_playwright = None
+# playwright (requirements-dev.txt) is imported by the browser test alone: collecting this file stays quick without it
+HAS_PLAYWRIGHT = importlib.util.find_spec("playwright") is not None
 
 SCREENSHOT_COPY = Path("/tmp/e2e_screenshot.png")
 PAGE_READY_S = 60  # the first script run imports torch and starts MediaPipe on a busy machine
@@ -62,7 +61,7 @@ GRAB_VIDEO_FRAME = """video => {
 }"""
 
 needs_chromium = pytest.mark.skipif(
-    sync_playwright is None or not CHROMIUM.is_file(),
+    not HAS_PLAYWRIGHT or not CHROMIUM.is_file(),
     reason=f"needs playwright (requirements-dev.txt) and {CHROMIUM}: run scripts/install_browser.sh",
 )
 
@@ -181,6 +180,8 @@ def camera_frame(tmp_path) -> tuple[np.ndarray, Path]:
 @pytest.fixture
 def browser_page(tmp_path, camera_frame):
     """A fresh headless Chromium profile whose webcam is the .y4m clip; yields (page, console messages)."""
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as playwright, live_browser.chromium_page(playwright, tmp_path / "chromium-profile", camera_frame[1]) as page_and_console:
         yield page_and_console
 
@@ -220,9 +221,12 @@ def diagnostics(console: list[str], log: Path) -> str:
     return "browser console (last 15):\n" + "\n".join(console[-15:]) + f"\nserver log:\n{log_tail(log)}"
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 @needs_chromium
 def test_live_mirror_draws_the_emoji_on_the_camera_face(mirror_server, browser_page, camera_frame, tmp_path):
+    from playwright.sync_api import expect
+
     url, log = mirror_server
     page, console = browser_page
     raw, _ = camera_frame

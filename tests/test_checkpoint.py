@@ -14,7 +14,7 @@ from emoji_mirror.labels import FER2013_CLASSES
 from emoji_mirror.paths import CHECKPOINT_DIR, REPO_ROOT, resolve_checkpoint
 
 
-@pytest.mark.parametrize("arch", ["baseline_cnn", "attention_cnn", "vit_tiny"])
+@pytest.mark.parametrize("arch", ["baseline_cnn", "attention_cnn", pytest.param("vit_tiny", marks=pytest.mark.slow)])
 def test_round_trip_keeps_weights_and_metadata(tmp_path, arch):
     path = make_checkpoint(tmp_path / f"{arch}.pt", arch, meta={"metrics": {"fer2013/private_test": {"accuracy": 50.0}}, "selection_split": "fer2013/public_test"})
     torch.manual_seed(0)
@@ -84,6 +84,7 @@ def test_paths_resolve_from_any_working_directory(tmp_path, monkeypatch, tiny_ch
         resolve_checkpoint("nowhere/none.pt")
 
 
+@pytest.mark.slow
 def test_shipped_checkpoints_resolve_by_name_from_elsewhere(tmp_path, monkeypatch):
     shipped = sorted(CHECKPOINT_DIR.glob("*.pt"))
     if not shipped:
@@ -115,7 +116,7 @@ def test_classifier_batches_crops_of_any_size(tiny_checkpoint):
 
 def test_int8_and_fp16_storage_agree_with_fp32_on_real_faces(tmp_path, fer2013_zip):
     from real_faces import astronaut_crops, fer2013_test_faces
-    from training.compact import compact
+    from training.export import compact
 
     shipped = CHECKPOINT_DIR / "attention_cnn_gpu.pt"  # trained by us, stored fp16; widened to fp32 it is the reference
     payload = read_checkpoint(shipped)

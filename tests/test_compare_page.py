@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 from emoji_mirror import default_rule
 from emoji_mirror.app import results
 from emoji_mirror.labels import FER2013_CLASSES
+from emoji_mirror.paths import CHECKPOINT_DIR
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMPARE_PAGE = REPO_ROOT / "pages" / "compare.py"
@@ -94,6 +96,7 @@ def chart_data(at: AppTest, index: int) -> list[pd.DataFrame]:
     return [pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in at.get("vega_lite_chart")[index].proto.datasets]
 
 
+@pytest.mark.slow
 def test_table_shows_scores_per_split_and_marks_each_models_selection_split(summary_file):
     at = run_page()
     table = at.dataframe[FULL_TABLE].value
@@ -120,6 +123,7 @@ def test_table_shows_scores_per_split_and_marks_each_models_selection_split(summ
     assert "select on PublicTest, report on PrivateTest" in captions and "24.5%" in captions
 
 
+@pytest.mark.slow
 def test_charts_use_the_summary_numbers_and_chance_level(summary_file):
     at = run_page()
     bars, chance = chart_data(at, 0)
@@ -133,6 +137,7 @@ def test_charts_use_the_summary_numbers_and_chance_level(summary_file):
     assert "text" not in speed["encoding"], "models are told apart by legend and tooltip, not by labels that overlap"
 
 
+@pytest.mark.slow
 def test_a_model_no_better_than_chance_does_not_squeeze_the_scatter(summary_file):
     summary = json.loads(summary_file.read_text())
     summary["models"].append(model_entry("untrained_vit", 20.1, 21.0, 5_483_527, "fer2013/public_test", 8.6, seed=9))
@@ -143,6 +148,7 @@ def test_a_model_no_better_than_chance_does_not_squeeze_the_scatter(summary_file
     assert any("no better than chance: untrained_vit" in c.value for c in at.caption)
 
 
+@pytest.mark.slow
 def test_model_details_show_confusion_matrix_and_available_images(summary_file):
     at = run_page()
     assert at.selectbox[0].value == "baseline_cnn"
@@ -161,12 +167,18 @@ def test_model_details_show_confusion_matrix_and_available_images(summary_file):
     assert cells.loc[(cells["true"] == "fear") & (cells["predicted"] == "fear"), "count"].item() == round(528 * 0.6573)
 
 
-def test_missing_summary_says_how_to_create_it(results_folder):
+def test_missing_summary_says_how_to_create_it(results_folder, monkeypatch):
     at = run_page()
     assert not at.error
     assert str(results_folder) in at.info[0].value
-    assert at.code[0].value == results.EVALUATE_COMMAND
-    assert "python -m training.evaluate --checkpoints checkpoints/ --data <path> --out results/" == results.EVALUATE_COMMAND
+    from training.evaluate import __main__ as evaluate_cli  # the program `python -m training.evaluate` runs
+
+    command = shlex.split(at.code[0].value)
+    assert command[:3] == ["python", "-m", "training.evaluate"]
+    args = evaluate_cli.parse_args(command[3:])  # the command shown parses with the CLI's own parser: its flags exist
+    assert (REPO_ROOT / args.checkpoints[0]).resolve() == CHECKPOINT_DIR and args.data == "<path>"
+    monkeypatch.delenv(results.RESULTS_ENV)
+    assert (REPO_ROOT / args.out).resolve() == results.results_dir(), "run from the checkout, it writes where the page reads by default"
 
 
 @pytest.mark.parametrize(
@@ -196,10 +208,11 @@ def test_confusion_matrix_must_match_the_classes(summary_file):
     summary = json.loads(summary_file.read_text())
     summary["models"][0]["confusion_matrix"]["fer2013/private_test"].pop()
     summary_file.write_text(json.dumps(summary))
-    with pytest.raises(results.ResultsError, match="baseline_cnn confusion matrix for fer2013/private_test is not 7x7"):
+    with pytest.raises(results.ResultsError, match="baseline_cnn: confusion matrix for fer2013/private_test is not 7x7"):
         results.load_summary()
 
 
+@pytest.mark.slow
 def test_the_tier_rules_are_stated_and_applied(summary_file):
     summary = json.loads(summary_file.read_text())
     for model, recall in zip(summary["models"], (58.0, 64.0, 70.0)):
@@ -230,6 +243,7 @@ def test_the_tier_rules_pick_the_right_models_from_a_crafted_summary():
     assert picks == {"live": "fast_fair", "photo": "mid", "ferplus": "plus_int8"}
 
 
+@pytest.mark.slow
 def test_an_empty_figure_is_an_error_message_and_the_rest_is_shown(summary_file):
     (summary_file.parent / "attention_baseline_cnn.png").write_bytes(b"")
     at = run_page()
@@ -237,6 +251,7 @@ def test_an_empty_figure_is_an_error_message_and_the_rest_is_shown(summary_file)
     assert len(at.image) == 1, "the confusion figure is still shown"
 
 
+@pytest.mark.slow
 def test_a_figure_outside_the_results_folder_is_not_shown(summary_file, tmp_path):
     Image.new("RGB", (80, 60), "red").save(tmp_path / "elsewhere.png")
     summary = json.loads(summary_file.read_text())

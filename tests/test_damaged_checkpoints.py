@@ -120,11 +120,12 @@ def test_what_training_writes_keeps_loading(tmp_path):
 
 
 def test_the_schema_covers_every_preprocessing_field():
-    from emoji_mirror.checkpoint_schema import PREPROCESSING
+    from emoji_mirror.schemas import PREPROCESSING
 
     assert set(PREPROCESSING["properties"]) == {f.name for f in fields(Preprocessing)}
 
 
+@pytest.mark.slow
 def test_vit_never_downloads_or_opens_a_file_a_checkpoint_names(tmp_path, monkeypatch):
     """`pretrained` and `pretrained_file` only choose initial weights; a checkpoint's own weights replace them."""
     import timm.models._builder
@@ -146,6 +147,7 @@ def test_vit_never_downloads_or_opens_a_file_a_checkpoint_names(tmp_path, monkey
         load_model(path)
 
 
+@pytest.mark.slow
 def test_the_model_picker_marks_damaged_files_and_the_page_explains_the_one_picked(tmp_path, monkeypatch):
     valid = make_checkpoint(tmp_path / "valid.pt")
     (tmp_path / "empty.pt").write_bytes(b"")

@@ -7,48 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from emoji_mirror.labels import FER2013_CLASSES, FERPLUS_CLASSES
-from training.data import FERPLUS_VOTE_COLUMNS, DataError, ferplus_majority_label, holdout_split, load_dataset
-
-USAGE = {"train": "Training", "public_test": "PublicTest", "private_test": "PrivateTest"}
-PREFIX = {"public_test": "PublicTest", "private_test": "PrivateTest"}
-
-
-def _faces(n: int, seed: int) -> np.ndarray:
-    """Smooth random 48x48 faces-ish images (smooth so JPEG keeps them close)."""
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, (n, 6, 6), dtype=np.uint8)
-    return np.stack([np.asarray(Image.fromarray(s).resize((48, 48), Image.BILINEAR)) for s in small])
+from training.data import DataError, load_dataset
+from training.data.forms import FERPLUS_VOTE_COLUMNS, ferplus_majority_label
+from training.data.splits import holdout_split
+from training.data.synthetic import fer2013_rows, ferplus_votes, make_fer2013, make_ferplus, write_fer2013, write_fer2013_csv
 
 
 @pytest.fixture(scope="module")
 def fer_rows():
-    """(split, label, image) rows: 3 images per class in train, 1 per class in each test half."""
-    rows, seed = [], 0
-    for split, per_class in (("train", 3), ("public_test", 1), ("private_test", 1)):
-        for label in range(len(FER2013_CLASSES)):
-            for img in _faces(per_class, seed):
-                rows.append((split, label, img))
-            seed += 1
-    return rows
-
-
-def write_csv(rows, path: Path) -> Path:
-    lines = ["emotion,pixels,Usage"] + [f"{label},{' '.join(map(str, img.ravel()))},{USAGE[split]}" for split, label, img in rows]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def write_kaggle_tree(rows, root: Path) -> Path:
-    for i, (split, label, img) in enumerate(rows):
-        top = "train" if split == "train" else "test"
-        name = f"Training_{i:05d}.jpg" if split == "train" else f"{PREFIX[split]}_{i:05d}.jpg"
-        folder = root / top / FER2013_CLASSES[label]
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(folder / name, quality=100)
-    return root
+    """(split, label, face) rows of the synthetic FER2013: 3 faces per class in train, 1 per class in each test half."""
+    return fer2013_rows({"train": 3, "public_test": 1, "private_test": 1})
 
 
 def zip_folder(folder: Path, path: Path, prefix: str = "") -> Path:
@@ -61,8 +31,8 @@ def zip_folder(folder: Path, path: Path, prefix: str = "") -> Path:
 
 def test_csv_folder_and_zip_agree(fer_rows, tmp_path):
     cache = tmp_path / "cache"
-    from_csv = load_dataset(write_csv(fer_rows, tmp_path / "fer2013.csv"), cache)
-    tree = write_kaggle_tree(fer_rows, tmp_path / "kaggle")
+    from_csv = load_dataset(write_fer2013_csv(fer_rows, tmp_path / "fer2013.csv"), cache)
+    tree = write_fer2013(fer_rows, tmp_path / "kaggle", quality=100)
     from_tree = load_dataset(tree, cache)
     from_zip = load_dataset(zip_folder(tree, tmp_path / "fer2013.zip", prefix="fer2013/"), cache)
     assert from_csv.classes == FER2013_CLASSES == from_tree.classes
@@ -80,7 +50,7 @@ def test_csv_folder_and_zip_agree(fer_rows, tmp_path):
 
 
 def test_cache_is_used_and_rebuilt_when_damaged(fer_rows, tmp_path):
-    csv_path = write_csv(fer_rows, tmp_path / "fer2013.csv")
+    csv_path = write_fer2013_csv(fer_rows, tmp_path / "fer2013.csv")
     first = load_dataset(csv_path, tmp_path / "cache")
     cached = list((tmp_path / "cache").glob("*.npz"))
     assert len(cached) == 1
@@ -90,22 +60,11 @@ def test_cache_is_used_and_rebuilt_when_damaged(fer_rows, tmp_path):
 
 
 def test_ferplus_layout_and_majority_protocol(tmp_path):
-    root = tmp_path / "ferplus"
-    votes = {
+    root = make_ferplus(tmp_path / "ferplus", votes={
         "FER2013Train": [[0, 8, 0, 0, 0, 0, 0, 0, 2, 0], [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]],
         "FER2013Valid": [[0, 0, 0, 0, 0, 0, 0, 7, 3, 0]],
         "FER2013Test": [[0, 0, 0, 0, 0, 0, 0, 0, 9, 1]],
-    }
-    row = 0
-    for folder, rows in votes.items():
-        (root / folder).mkdir(parents=True)
-        lines = []
-        for v in rows:
-            name = f"fer{row:07d}.png"
-            Image.fromarray(_faces(1, row)[0]).save(root / folder / name)
-            lines.append(f'{name},"(0, 0, 48, 48)",' + ",".join(map(str, v)))
-            row += 1
-        (root / folder / "label.csv").write_text("\n".join(lines) + "\n")
+    })
     ds = load_dataset(root, tmp_path / "cache")
     assert ds.name == "ferplus" and ds.classes == FERPLUS_CLASSES
     assert ds.splits["train"].labels.tolist() == [FERPLUS_CLASSES.index("happy"), -1]
@@ -156,6 +115,27 @@ def test_clear_errors(tmp_path, monkeypatch):
     (bad / "Training_1.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(DataError, match="cannot decode image"):
         load_dataset(tmp_path / "bad", tmp_path / "cache")
+
+
+def test_synthetic_data_comes_in_the_forms_and_counts_asked_for(tmp_path):
+    """The generator the tests and the sprint's smoke train on: any split sizes, zip or folder, JPEG or PNG, FER+ with unclear rows."""
+    per_class = {"train": 4, "public_test": 2, "private_test": 1}
+    from_zip = load_dataset(make_fer2013(tmp_path / "fer2013.zip", seed=5, per_class=per_class), tmp_path / "cache")
+    from_png = load_dataset(make_fer2013(tmp_path / "png", seed=5, per_class=per_class, fmt="PNG"), tmp_path / "cache")
+    assert not list((tmp_path / "png").rglob("*.jpg")) and len(list((tmp_path / "png").rglob("*.png"))) == 7 * 7
+    for split, count in per_class.items():
+        assert from_zip.class_counts(split) == from_png.class_counts(split) == dict.fromkeys(FER2013_CLASSES, count)
+    rows = fer2013_rows(per_class, seed=5)
+    train = from_png.splits["train"]
+    for label in range(len(FER2013_CLASSES)):  # PNG is lossless: the very faces generated, in order within each class
+        np.testing.assert_array_equal(train.images[train.labels == label], np.stack([f for s, y, f in rows if s == "train" and y == label]))
+    assert from_zip.fingerprint != load_dataset(make_fer2013(tmp_path / "other.zip", seed=6, per_class=per_class), tmp_path / "cache").fingerprint
+
+    ferplus = load_dataset(make_ferplus(tmp_path / "ferplus.zip", votes=ferplus_votes({"FER2013Train": 2, "FER2013Valid": 1}, unclear=3)),
+                           tmp_path / "cache")
+    assert set(ferplus.splits) == {"train", "public_test"} and len(ferplus.splits["train"]) == 8 * 2 + 3
+    assert ferplus.class_counts("train") == dict.fromkeys(FERPLUS_CLASSES, 2) and (ferplus.splits["train"].labels == -1).sum() == 3
+    assert len(ferplus.splits["public_test"].labelled()) == 8
 
 
 def test_real_fer2013_counts(fer2013):

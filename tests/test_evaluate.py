@@ -1,11 +1,9 @@
-"""training.evaluate / training.report / benchmarks.models on small real FER2013 and FER+ subsets and fresh checkpoints."""
+"""training.evaluate (CLI, scoring, report figures) and benchmarks.models on tiny synthetic FER2013 and FER+ and fresh checkpoints."""
 
 from __future__ import annotations
 
 import csv
 import json
-import zipfile
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -20,47 +18,32 @@ from emoji_mirror.checkpoint import LoadedModel, atomic_torch_save, checkpoint_p
 from emoji_mirror.labels import FER2013_CLASSES, FERPLUS_CLASSES
 from emoji_mirror.models import create_model
 from emoji_mirror.preprocessing import Preprocessing, normalize
-from training import report
 from training.data import load_dataset
-from training.evaluate import latency_ms_per_face, main
-from training.scoring import score, split_probabilities
+from training.data.synthetic import ferplus_votes, make_fer2013, make_ferplus
+from training.evaluate import report
+from training.evaluate.__main__ import main
+from training.evaluate.scoring import latency_ms_per_face, score, split_probabilities
+from training.evaluate.summary import LOCK_FILE
 
 FACES_PER_CLASS = 3  # per split: 21 faces in each FER2013 split
-FERPLUS_ROWS = 40  # per FER+ folder, before the majority protocol drops some
+FERPLUS_PER_CLASS = 2  # faces of each of the 8 FER+ emotions per folder ...
+FERPLUS_UNCLEAR = 3  # ... and faces without a majority, which the FER+ protocol drops
 ENTRY_KEYS = {"name", "arch", "checkpoint", "params", "file_mb", "dataset", "classes", "selection_split", "tta", "metrics", "per_class",
               "confusion_matrix", "latency_ms_per_face", "train", "data_fingerprint", "commit", "images"}
 FER_SPLITS = ["fer2013/public_test", "fer2013/private_test"]
 
 
 @pytest.fixture(scope="module")
-def tiny_fer(fer2013_zip, tmp_path_factory) -> Path:
-    """A Kaggle-layout folder with the first FACES_PER_CLASS faces of every class in every split of the real FER2013."""
-    root = tmp_path_factory.mktemp("tiny_fer2013")
-    taken = Counter()
-    with zipfile.ZipFile(fer2013_zip) as zf:
-        for name in sorted(n for n in zf.namelist() if n.endswith(".jpg")):
-            top, cls, file = name.split("/")[-3:]
-            key = (top, cls, file.split("_")[0])
-            if taken[key] < FACES_PER_CLASS:
-                taken[key] += 1
-                (root / name).parent.mkdir(parents=True, exist_ok=True)
-                (root / name).write_bytes(zf.read(name))
-    return root
+def tiny_fer(tmp_path_factory) -> Path:
+    """A synthetic Kaggle-layout FER2013 folder with FACES_PER_CLASS faces of every class in every split."""
+    return make_fer2013(tmp_path_factory.mktemp("tiny") / "fer2013", seed=0, per_class=dict.fromkeys(("train", "public_test", "private_test"), FACES_PER_CLASS))
 
 
 @pytest.fixture(scope="module")
-def tiny_ferplus(ferplus_zip, tmp_path_factory) -> Path:
-    """The FER+ layout with the first FERPLUS_ROWS rows (and their PNGs) of each folder's label.csv."""
-    root = tmp_path_factory.mktemp("tiny_ferplus")
-    with zipfile.ZipFile(ferplus_zip) as zf:
-        for folder in ("FER2013Train", "FER2013Valid", "FER2013Test"):
-            rows = zf.read(f"{folder}/label.csv").decode().splitlines()[:FERPLUS_ROWS]
-            (root / folder).mkdir()
-            (root / folder / "label.csv").write_text("\n".join(rows) + "\n")
-            for row in rows:
-                image = row.split(",")[0]
-                (root / folder / image).write_bytes(zf.read(f"{folder}/{image}"))
-    return root
+def tiny_ferplus(tmp_path_factory) -> Path:
+    """A synthetic FER+ folder: FERPLUS_PER_CLASS faces of each emotion per folder, and FERPLUS_UNCLEAR faces without a majority."""
+    votes = ferplus_votes(dict.fromkeys(("FER2013Train", "FER2013Valid", "FER2013Test"), FERPLUS_PER_CLASS), unclear=FERPLUS_UNCLEAR)
+    return make_ferplus(tmp_path_factory.mktemp("tiny") / "ferplus", votes=votes)
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +81,7 @@ def ferplus_checkpoint(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_summary_csvs_and_pngs_for_three_architectures(tiny_fer, cache_dir, tmp_path, capsys):
     checkpoints = [make_checkpoint(tmp_path / f"{arch}.pt", arch) for arch in ("baseline_cnn", "attention_cnn", "vit_tiny")]
     out = tmp_path / "results"
@@ -128,7 +112,8 @@ def test_summary_csvs_and_pngs_for_three_architectures(tiny_fer, cache_dir, tmp_
         for image in entry["images"].values():
             assert_figure(out / image)
     assert_figure(out / "comparison.webp")
-    assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))
+    leftovers = [p.name for p in out.glob(".*") if p.name != LOCK_FILE]  # the summary's lock file stays (git ignores it)
+    assert not list(out.glob("*.tmp")) and leftovers == [], "an atomic write left its temporary file"
 
     printed = capsys.readouterr().out
     for column in ("fer2013/public_test acc%", "fer2013/private_test acc%", "fer2013/public_test F1%", "selection split", "TTA"):
@@ -136,6 +121,7 @@ def test_summary_csvs_and_pngs_for_three_architectures(tiny_fer, cache_dir, tmp_
     assert "selected" in printed  # the footnote explaining the '*' on selection-split figures
 
 
+@pytest.mark.slow
 def test_merging_keeps_other_entries_and_fresh_replaces(tiny_fer, cache_dir, tmp_path):
     out = tmp_path / "results"
     first = make_checkpoint(tmp_path / "first.pt", "baseline_cnn", seed=1)
@@ -161,6 +147,7 @@ def test_merging_keeps_other_entries_and_fresh_replaces(tiny_fer, cache_dir, tmp
     assert [e["name"] for e in summary(out)["models"]] == ["first"]
 
 
+@pytest.mark.slow
 def test_bad_checkpoints_are_reported_and_the_others_still_evaluated(tiny_fer, cache_dir, tmp_path, capsys):
     good = make_checkpoint(tmp_path / "good.pt")
     corrupt = tmp_path / "corrupt.pt"
@@ -180,9 +167,10 @@ def test_bad_checkpoints_are_reported_and_the_others_still_evaluated(tiny_fer, c
     assert "pass --fresh" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tta", ["none", "flip", "tencrop"])
 def test_tta_modes(tta, tiny_fer, cache_dir, tmp_path):
-    checkpoint = make_checkpoint(tmp_path / "cnn.pt", "baseline_cnn", seed=3)  # a seed whose predictions vary with the views
+    checkpoint = make_checkpoint(tmp_path / "cnn.pt", "baseline_cnn", seed=5)  # a seed whose predictions vary with the views
     assert run([checkpoint], tmp_path / "results", tiny_fer, cache_dir, "--tta", tta) == 0
     (entry,) = summary(tmp_path / "results")["models"]
     loaded = load_model(checkpoint)
@@ -193,6 +181,7 @@ def test_tta_modes(tta, tiny_fer, cache_dir, tmp_path):
         assert matrix != expected(loaded, tiny_fer, cache_dir, "private_test")[1]
 
 
+@pytest.mark.slow
 def test_ferplus_checkpoints_are_scored_on_majority_labelled_ferplus(tiny_fer, tiny_ferplus, cache_dir, tmp_path, capsys):
     ferplus = ferplus_checkpoint(tmp_path / "ferplus_cnn.pt")
     fer = make_checkpoint(tmp_path / "fer_cnn.pt")
@@ -211,13 +200,13 @@ def test_ferplus_checkpoints_are_scored_on_majority_labelled_ferplus(tiny_fer, t
         labelled = int((splits[name].labels >= 0).sum())
         assert entry["metrics"][f"ferplus/{name}"]["n"] == labelled
         assert np.asarray(entry["confusion_matrix"][f"ferplus/{name}"]).shape == (8, 8)
-    assert sum(entry["metrics"][s]["n"] for s in entry["metrics"]) < 2 * FERPLUS_ROWS  # rows without a majority are dropped
+        assert labelled == 8 * FERPLUS_PER_CLASS < len(splits[name])  # the faces without a majority are dropped
     assert entry["train"]["best_epoch"] == 3
 
 
 @pytest.fixture(scope="module")
 def faces(tiny_fer, cache_dir) -> torch.Tensor:
-    """Normalised real PrivateTest faces, two per class."""
+    """Normalised PrivateTest faces, two per class."""
     split = load_dataset(tiny_fer, cache_dir).splits["private_test"]
     chosen = report.attention_faces(split.labels, 7)
     assert len(chosen) == 14 and list(split.labels[chosen]) == [c for c in range(7) for _ in range(2)]
@@ -271,6 +260,7 @@ def test_latency_is_measured_per_face_at_batch_1_and_8():
     assert set(latency) == {"batch1", "batch8"} and all(v > 0 for v in latency.values())
 
 
+@pytest.mark.slow
 def test_model_benchmark_prints_and_writes_figures(tmp_path, capsys):
     from benchmarks.models import main as benchmark_main
 
@@ -283,6 +273,7 @@ def test_model_benchmark_prints_and_writes_figures(tmp_path, capsys):
 # ---------------------------------------------------------------- ensembles, TTA chosen on the selection split, the default rule
 
 
+@pytest.mark.slow
 def test_ensemble_scores_the_mean_of_its_members_with_tta_chosen_on_the_selection_split(tiny_fer, cache_dir, tmp_path):
     members = [make_checkpoint(tmp_path / f"m{seed}.pt", arch, seed) for seed, arch in enumerate(("baseline_cnn", "attention_cnn"))]
     out = tmp_path / "results"
@@ -306,13 +297,14 @@ def test_ensemble_scores_the_mean_of_its_members_with_tta_chosen_on_the_selectio
     assert_figure(out / entry["images"]["confusion"])
 
 
+@pytest.mark.slow
 def test_a_model_scored_alone_and_in_an_ensemble_runs_each_split_and_tta_once(tiny_fer, cache_dir, tmp_path, monkeypatch):
-    import training.evaluate as evaluate
+    from training.evaluate import scoring
 
     members = [make_checkpoint(tmp_path / f"m{seed}.pt", "baseline_cnn", seed) for seed in range(2)]
     passes = []
-    real = evaluate.split_probabilities
-    monkeypatch.setattr(evaluate, "split_probabilities", lambda model, images, *a, **k: passes.append(len(images)) or real(model, images, *a, **k))
+    real = scoring.split_probabilities
+    monkeypatch.setattr(scoring, "split_probabilities", lambda model, images, *a, **k: passes.append(len(images)) or real(model, images, *a, **k))
     code = main(["--checkpoints", *map(str, members), "--ensemble", f"duo={members[0]},{members[1]}", "--tta", "auto", "--data", str(tiny_fer),
                  "--out", str(tmp_path / "results"), "--cache-dir", str(cache_dir), "--no-latency", "--device", "cpu"])
     tta = {m["name"]: m["tta"] for m in summary(tmp_path / "results")["models"]}
@@ -340,7 +332,7 @@ def rule_entry(name: str, ms: float | None, recall: float, **extra) -> dict:
 def test_default_rule_picks_the_best_mean_recall_among_fast_single_models(tmp_path, monkeypatch):
     from emoji_mirror import paths
     from emoji_mirror.default_rule import rule_choice
-    from training.evaluate import write_default
+    from training.evaluate.summary import write_default
 
     models = [
         rule_entry("slow_but_best", 3.9, 70.0),
@@ -370,6 +362,7 @@ def test_default_rule_picks_the_best_mean_recall_among_fast_single_models(tmp_pa
     assert paths.resolve_checkpoint() == tmp_path / "a_first_by_name.pt"  # a name, never a path
 
 
+@pytest.mark.slow
 def test_charts_are_saved_as_lossless_webp_and_attention_maps_as_lossy(tmp_path):
     confusion = np.diag([5, 1, 2, 9, 4, 3, 6])
     fig = report.confusion_figure({"fer2013/private_test": confusion}, list(FER2013_CLASSES), {"fer2013/private_test": 60.0}, "chart")

@@ -10,7 +10,7 @@ import pytest
 
 from emoji_mirror.detector import FaceBox, FaceDetector
 from emoji_mirror.preprocessing import Preprocessing
-from training.framing import box_geometry, crop_correlation, measure_framing
+from training.data.framing import box_geometry, crop_correlation, measure_framing
 
 
 @pytest.fixture(scope="module")

@@ -78,9 +78,10 @@ def photo_faces(pipeline: MirrorPipeline, image: np.ndarray) -> list[FaceBox]:
 @pytest.mark.parametrize(
     "name, photo, at_least",
     [
-        ("4 x 4 portraits, 220 px", portrait_grid(4, 4), 15),  # found here: 16, 20, 34 and 2 (the margin is for other CPUs)
-        ("5 x 4 portraits, 220 px", portrait_grid(5, 4, seed=1), 19),
-        ("6 x 6 portraits, 180 px", portrait_grid(6, 6, cell=180, seed=2), 32),
+        # found here: 16, 20, 34 and 2 (the margin is for other CPUs); the grids take the tiled detector most of a second each
+        pytest.param("4 x 4 portraits, 220 px", portrait_grid(4, 4), 15, marks=pytest.mark.slow),
+        pytest.param("5 x 4 portraits, 220 px", portrait_grid(5, 4, seed=1), 19, marks=pytest.mark.slow),
+        pytest.param("6 x 6 portraits, 180 px", portrait_grid(6, 6, cell=180, seed=2), 32, marks=pytest.mark.slow),
         ("two portraits side by side", (np.hstack([cv2.cvtColor(astronaut(), cv2.COLOR_RGB2BGR)] * 2), [PORTRAIT_FACE, PORTRAIT_FACE._replace(x=512 + 177)]), 2),
     ],
 )
@@ -102,6 +103,7 @@ def test_group_photo_of_upscaled_fer2013_faces(pipeline, detector, fer2013_zip):
     assert found >= 13 and false == 0, f"{found} of {len(faces)} FER2013 faces, {false} false positives"
 
 
+@pytest.mark.slow
 def test_no_face_in_noise_in_photos_or_video(pipeline):
     """20 frames of per-pixel random noise (BlazeFace alone scores up to ~0.67 on them) and 10 of smooth noise."""
     rng = np.random.default_rng(0)
@@ -111,6 +113,7 @@ def test_no_face_in_noise_in_photos_or_video(pipeline):
     assert [len(pipeline.process(frame.copy())[1]) for frame in noise] == [0] * 20
 
 
+@pytest.mark.slow
 def test_the_astronaut_alone_at_any_size_is_one_face(pipeline):
     portrait = cv2.cvtColor(astronaut(), cv2.COLOR_RGB2BGR)
     for side in (512, 768, 1280, 2048):
@@ -118,6 +121,7 @@ def test_the_astronaut_alone_at_any_size_is_one_face(pipeline):
         assert score(boxes, [FaceBox(*(round(v * side / 512) for v in PORTRAIT_FACE[:4]), 1.0)]) == (1, 0), (side, boxes)
 
 
+@pytest.mark.slow
 def test_live_video_keeps_one_detector_pass_per_frame(pipeline, monkeypatch):
     calls = []
     real = pipeline.detector.detect

@@ -89,6 +89,7 @@ def test_the_cli_refuses_images_over_the_pixel_limit_and_goes_on(tmp_path, tiny_
     assert f"{tmp_path / 'astronaut.jpg'}: 1 face" in out
 
 
+@pytest.mark.slow
 def test_a_large_jpeg_is_decoded_small_and_boxes_come_back_in_its_own_pixels(tmp_path, tiny_checkpoint):
     """6144 x 6144 (37.7 MP): decoded at half scale and shrunk before it becomes an array, so the arrays the whole
     prediction makes peak under 60 MB (one full-size RGB copy alone would be 113 MB)."""
@@ -106,6 +107,7 @@ def test_a_large_jpeg_is_decoded_small_and_boxes_come_back_in_its_own_pixels(tmp
     assert abs(face["box"]["x"] / scale - 177) < 12 and abs(face["box"]["y"] / scale - 82) < 12 and abs(face["box"]["w"] / scale - 95) < 15
 
 
+@pytest.mark.slow
 def test_the_photo_page_refuses_a_13300_pixel_square_png_at_once(monkeypatch, tiny_checkpoint):
     monkeypatch.setenv(CHECKPOINT_ENV, str(tiny_checkpoint))
     page = AppTest.from_file(PHOTO_PAGE, default_timeout=120).run()

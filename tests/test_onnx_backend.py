@@ -34,7 +34,10 @@ def test_default_checkpoint_on_fer2013_test_faces(fer2013_zip):
     assert_backends_agree(None, fer2013_test_faces(fer2013_zip, 64), threads=2)
 
 
-@pytest.mark.parametrize("arch", list_models())
+LARGER_MODELS = {"resnet18_fer", "resnet_fer_small", "vit_tiny"}  # a second or more each on a 2-core CPU
+
+
+@pytest.mark.parametrize("arch", [pytest.param(arch, marks=pytest.mark.slow) if arch in LARGER_MODELS else arch for arch in list_models()])
 def test_every_architecture_on_astronaut_crops(arch, tmp_path):
     assert_backends_agree(str(make_checkpoint(tmp_path / f"{arch}.pt", arch)), astronaut_crops())
 

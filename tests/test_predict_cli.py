@@ -75,6 +75,7 @@ def test_bad_checkpoint_exits_2_with_a_message(photos, kind, capsys):
     assert out == "" and err.startswith("error: ") and str(checkpoint.name) in err
 
 
+@pytest.mark.slow
 def test_runs_as_a_module(photos, tiny_checkpoint):
     done = subprocess.run(
         [sys.executable, "-m", "emoji_mirror.predict", str(photos / "astronaut.jpg"), "--checkpoint", str(tiny_checkpoint), "--json"],

@@ -15,22 +15,22 @@ import pytest
 import torch
 from conftest import REPO_ROOT, make_checkpoint
 
-from emoji_mirror.checkpoint import read_checkpoint
-from emoji_mirror.checkpoint_schema import CHECKPOINT_SCHEMA, PREPROCESSING, _validator, schema_problem
+from emoji_mirror.checkpoint import CheckpointError, load_model, read_checkpoint
+from emoji_mirror.schemas import PREPROCESSING, _validator, schema_problem
 from emoji_mirror.models import create_model
-from emoji_mirror.schema_lite import first_problem
 from emoji_mirror.paths import run_name_problem
+from emoji_mirror.preprocessing import Preprocessing
 from training import train
 from training.data import load_dataset
-from training.sprint import REPORT_RESERVE_BYTES, Log, collect, fit_returns, wait_all
+from training.sprint.run import REPORT_RESERVE_BYTES, Log, collect, fit_returns, wait_all
 from training.data import DataError
-from training.sprint_device import (CARRY_PATHS, RESULT_FILE_MIB, RESULT_FILES, RESULT_TOTAL_MIB, TRAVEL_LIMIT_MIB, TREE_ROOM_MIB, device_calls,
+from training.sprint.device import (CARRY_PATHS, RESULT_FILE_MIB, RESULT_FILES, RESULT_TOTAL_MIB, TRAVEL_LIMIT_MIB, TREE_ROOM_MIB, device_calls,
                                     part_mib, tree_bytes)
-from training.sprint_parts import join_parts, part_paths, split_file
-from training.sprint_import import mismatches
-from training.sprint_pack import write_pack
-from training.sprint_plan import ACCURACY_SET, PLANS, SEED_SET, STUDENT_SET, TEACHER_SET, fp16_mib, planned_epochs, smoke_plan
-from training.sprint_smoke import make_tiny_data
+from training.sprint.parts import join_parts, part_paths, split_file
+from training.sprint.home import mismatches
+from training.data.pack import write_pack
+from training.sprint.plan import ACCURACY_SET, PLANS, SEED_SET, STUDENT_SET, TEACHER_SET, fp16_mib, planned_epochs, smoke_plan
+from training.data.synthetic import make_tiny_data
 
 ENSEMBLE_NAME = PLANS["accuracy"][1]
 
@@ -56,6 +56,7 @@ def smoke(tmp_path_factory):
     return run_smoke(tmp_path_factory.mktemp("sprint"))
 
 
+@pytest.mark.slow
 def test_smoke_trains_every_job_concurrently_and_returns_what_a_device_call_can(smoke):
     root, stdout = smoke
     returned = sorted(p.name for p in (root / "out").iterdir())
@@ -73,6 +74,7 @@ def test_smoke_trains_every_job_concurrently_and_returns_what_a_device_call_can(
     assert "checked ensemble_gpu" in stdout
 
 
+@pytest.mark.slow
 def test_import_installs_the_smoke_output_with_the_test_splits_scored_here(smoke):
     root, _ = smoke
     for job in smoke_plan():
@@ -102,6 +104,7 @@ def test_import_refuses_scores_that_disagree_by_more_than_a_tenth():
     assert mismatches({**device, "tta_accuracy_on_selection": {"flip": 72.0}}, one_mode) == ["the device did not score none TTA on the selection split"]
 
 
+@pytest.mark.slow
 def test_time_budget_stops_training_after_an_epoch_with_the_best_checkpoint_exported(tmp_path):
     fer2013, _ = make_tiny_data(tmp_path / "data")
     argv = ["--model", "resnet_fer_fast", "--model-kwargs", '{"widths": [4, 4, 8, 8]}', "--recipe", "ours", "--data", str(fer2013),
@@ -131,10 +134,11 @@ def test_the_deadline_stops_a_late_worker_and_its_best_epoch_so_far_ships_in_fp1
     assert collect(ACCURACY_SET[1], 1, tmp_path) == (None, "failed (exit 1) before its first epoch ended")
 
 
+@pytest.mark.slow
 def test_packs_hold_train_and_public_test_exactly_with_the_source_fingerprint(tmp_path):
     for source, codec in zip(make_tiny_data(tmp_path / "data"), ("jpeg", "raw")):
         original = load_dataset(source, tmp_path / "cache")
-        pack = write_pack(source, tmp_path / f"{original.name}.sprintpack", tmp_path / "cache")
+        pack = write_pack(source, original, tmp_path / f"{original.name}.sprintpack")
         packed = load_dataset(pack, tmp_path / "cache")
         assert (packed.name, packed.classes, packed.fingerprint) == (original.name, original.classes, original.fingerprint)
         assert set(packed.splits) == {"train", "public_test"}
@@ -157,6 +161,7 @@ def make_manifests(tmp_path: Path, sizes_mib: dict[str, float], part: float) -> 
     return manifests
 
 
+@pytest.mark.slow
 def test_the_plan_fits_the_lending_rules(tmp_path):
     assert len({job.name for job in ACCURACY_SET}) == len(ACCURACY_SET) and not any(run_name_problem(j.name) for j in ACCURACY_SET)
     assert sum(fp16_mib(job) for job in ACCURACY_SET) < (RESULT_FILES - 2) * 15  # checkpoints.tar parts beside summary.json and the log
@@ -171,6 +176,7 @@ def test_the_plan_fits_the_lending_rules(tmp_path):
     assert all(len(c["command"]) <= 2000 and c["timeout_s"] <= 600 for c in calls) and "--budget-min 8 " in calls[1]["command"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tree", [17.0, 40.0, TREE_ROOM_MIB])
 def test_a_larger_tree_stages_the_packs_in_more_calls_each_within_the_limit(tmp_path, tree):
     manifests = make_manifests(tmp_path, {"fer2013": 44.3, "ferplus": 46.5}, part_mib(tree))
@@ -207,6 +213,7 @@ def test_the_tracked_tree_leaves_room_beside_each_data_pack_in_a_device_call():
     assert shipped_mb <= 40, f"checkpoints/ ships {shipped_mb:.1f} MB; the project keeps it to 40 MB"
 
 
+@pytest.mark.slow
 def test_the_seeds_plan_adds_new_resnet18_seeds_in_one_call_without_the_ferplus_pack(tmp_path):
     names = [job.name for job in SEED_SET]
     assert len(set(names)) == len(names) and not set(names) & {job.name for job in ACCURACY_SET} and "resnet18_fer_gpu_s1" not in names
@@ -218,8 +225,9 @@ def test_the_seeds_plan_adds_new_resnet18_seeds_in_one_call_without_the_ferplus_
     assert calls[0]["command"].startswith("python -m training.sprint --plan seeds --budget-min 9 ")
 
 
+@pytest.mark.slow
 def test_the_teachers_smoke_returns_soft_labels_of_every_split_it_has_and_import_installs_them(tmp_path):
-    from training.soft_targets import load_soft_targets, soft_targets_info, weights_sha256
+    from training.distill import load_soft_targets, soft_targets_info, weights_sha256
 
     root, stdout = run_smoke(tmp_path, "teachers")
     summary = json.loads((root / "out" / "summary.json").read_text())
@@ -239,6 +247,7 @@ def test_the_teachers_smoke_returns_soft_labels_of_every_split_it_has_and_import
     assert f"checked and installed as {installed}" in stdout
 
 
+@pytest.mark.slow
 def test_the_students_smoke_distils_every_tier_from_soft_labels(tmp_path):
     root, _ = run_smoke(tmp_path, "students")
     summary = json.loads((root / "out" / "summary.json").read_text())
@@ -248,6 +257,7 @@ def test_the_students_smoke_distils_every_tier_from_soft_labels(tmp_path):
         assert config["teacher"].endswith(f"soft_labels_{job.dataset}.npz") and config["distill_alpha"] == job.distill_alpha
 
 
+@pytest.mark.slow
 def test_the_teacher_and_student_plans_fit_a_call_and_students_read_tracked_soft_labels(tmp_path):
     assert {job.model for job in TEACHER_SET} == {"resnet18_fer"} and {job.dataset for job in TEACHER_SET} == {"fer2013", "ferplus"}
     assert all(job.teacher for job in TEACHER_SET) and all(planned_epochs(job, 7 * 60, smoke=False) >= 55 for job in TEACHER_SET)
@@ -271,6 +281,7 @@ def test_what_comes_back_is_the_best_scoring_checkpoints_that_fit_the_returned_b
     assert fit_returns(entries, done, budget_bytes=10**9) == (["best", "big_good", "small_weak", "big_weak"], [])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("job", [job for job in smoke_plan() if any(j.compile and j.model == job.model for j in ACCURACY_SET)], ids=lambda j: j.name)
 def test_compiled_jobs_trace_and_train_channels_last_in_bf16_on_cpu(job):
     """As far as a CPU goes: dynamo traces the model (eager backend: no C++ compiler), forward and backward in bf16, channels_last."""
@@ -283,34 +294,83 @@ def test_compiled_jobs_trace_and_train_channels_last_in_bf16_on_cpu(job):
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
-CASES = [
-    ({"input_size": 48, "mean": 0.5, "std": 0.25}, PREPROCESSING),
-    ({"input_size": 4}, PREPROCESSING),
-    ({"std": 0}, PREPROCESSING),
-    ({"mean": float("nan")}, PREPROCESSING),
-    ({"input_size": True}, PREPROCESSING),
-    ({"format": "emoji-mirror-checkpoint", "arch": "x", "classes": ["happy", "sad"], "state_dict": {"w": 1}}, CHECKPOINT_SCHEMA),
-    ({"format": "emoji-mirror-checkpoint", "arch": "x", "classes": ["happy", "happy"], "state_dict": {"w": 1}}, CHECKPOINT_SCHEMA),
-    ({"format": "emoji-mirror-checkpoint", "arch": "x", "classes": ["happy", "bored"], "state_dict": {"w": 1}}, CHECKPOINT_SCHEMA),
-    ({"format": "other", "arch": "x", "classes": ["happy", "sad"], "state_dict": {"w": 1}}, CHECKPOINT_SCHEMA),
-    ({"format": "emoji-mirror-checkpoint", "arch": "x", "classes": ["happy", "sad"], "state_dict": {}}, CHECKPOINT_SCHEMA),
-    ({"format": "emoji-mirror-checkpoint", "classes": ["happy", "sad"], "state_dict": {"w": 1}}, CHECKPOINT_SCHEMA),
-    ({"format": "emoji-mirror-checkpoint", "arch": "x", "classes": ["happy", "sad"], "state_dict": {"w": 1},
-      "meta": {"metrics": {"a": {"accuracy": 101}}}}, CHECKPOINT_SCHEMA),
-    ({"widths": [8, 8]}, {"type": "object", "properties": {"widths": {"type": "array", "maxItems": 1}}, "additionalProperties": False}),
-    ({"depth": 2}, {"type": "object", "properties": {"widths": {}}, "additionalProperties": False}),
-]
+@pytest.fixture(params=["jsonschema", "plain checks"])
+def schema_checker(request, monkeypatch):
+    """Checkpoints checked with jsonschema, and as on the GPU machine, where importing jsonschema fails (the plain checks alone)."""
+    if request.param == "plain checks":
+        monkeypatch.setitem(sys.modules, "jsonschema", None)  # `import jsonschema` now raises ImportError
+    _validator.cache_clear()
+    yield request.param
+    _validator.cache_clear()  # before monkeypatch puts jsonschema back: the next caller builds the validator again
 
 
-@pytest.mark.parametrize("instance,schema", CASES)
-def test_the_fallback_schema_checker_agrees_with_jsonschema(instance, schema):
-    """Where jsonschema is missing (the GPU machine) checkpoints are still checked, with the same verdicts."""
-    assert _validator() is not None  # this machine has jsonschema: compare the two
-    assert (first_problem(instance, schema) is None) == (schema_problem(instance, schema) is None)
+NAN, INF = float("nan"), float("inf")
+HOSTILE = {  # what a hostile or damaged checkpoint may hold instead of a field's valid value
+    "classes: one": ("classes", ["happy"]),
+    "classes: repeated": ("classes", ["happy", "happy"]),
+    "classes: unknown": ("classes", ["happy", "bored"]),
+    "classes: not text": ("classes", [1, 2]),
+    "classes: a string": ("classes", "happy,sad"),
+    "classes: missing": ("classes", None),
+    "mean: NaN": ("preprocessing", {"mean": NAN}),
+    "std: infinite": ("preprocessing", {"std": INF}),
+    "std: zero": ("preprocessing", {"std": 0.0}),
+    "input_size: too small": ("preprocessing", {"input_size": 4}),
+    "input_size: too large": ("preprocessing", {"input_size": 100_000}),
+    "input_size: a bool": ("preprocessing", {"input_size": True}),
+    "input_size: a float": ("preprocessing", {"input_size": 48.0}),
+    "face_margin: out of range": ("preprocessing", {"face_margin": 3.0}),
+    "face_offset_y: NaN": ("preprocessing", {"face_offset_y": NAN}),
+    "preprocessing: a list": ("preprocessing", [48]),
+    "arch: a number": ("arch", 7),
+    "arch: a list": ("arch", ["baseline_cnn"]),
+    "arch_kwargs: a list": ("arch_kwargs", [1]),
+    "state_dict: a list": ("state_dict", [torch.zeros(1)]),
+    "state_dict: empty": ("state_dict", {}),
+    "state_dict: numbered": ("state_dict", {0: torch.zeros(1)}),
+    "state_dict: not tensors": ("state_dict", {"w": 1.0}),
+}
+
+
+@pytest.fixture(scope="module")
+def valid_checkpoint(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("valid") / "valid.pt")
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_hostile_checkpoints_are_refused_with_or_without_jsonschema(schema_checker, case, valid_checkpoint, tmp_path):
+    """Where jsonschema is missing (the GPU machine) the plain checks still refuse what loading cannot use, in one sentence."""
+    assert (_validator() is None) == (schema_checker == "plain checks")
+    field, value = HOSTILE[case]
+    payload = torch.load(valid_checkpoint, weights_only=True)
+    if value is None:
+        del payload[field]
+    else:
+        payload[field] = value
+    torch.save(payload, tmp_path / "hostile.pt")
+    with pytest.raises(CheckpointError, match=rf"hostile\.pt .*{field}"):
+        read_checkpoint(tmp_path / "hostile.pt")
+
+
+@pytest.mark.parametrize("arch_kwargs", [{"depth": 2}, {"num_classes": 3}, {"widths": [8, 8]}])
+def test_settings_the_architecture_does_not_take_are_refused_at_load_with_or_without_jsonschema(schema_checker, arch_kwargs, valid_checkpoint, tmp_path):
+    payload = torch.load(valid_checkpoint, weights_only=True)
+    torch.save({**payload, "arch_kwargs": arch_kwargs}, tmp_path / "hostile.pt")
+    with pytest.raises(CheckpointError, match=r"hostile\.pt"):
+        load_model(tmp_path / "hostile.pt")
+
+
+def test_a_valid_checkpoint_loads_without_jsonschema(schema_checker, tmp_path):
+    assert (_validator() is None) == (schema_checker == "plain checks")
+    path = make_checkpoint(tmp_path / "valid.pt", meta={"dataset": "fer2013", "selection_split": None, "metrics": {}})
+    loaded = load_model(path)
+    assert loaded.arch == "baseline_cnn" and loaded.preprocessing == Preprocessing() and loaded.meta["dataset"] == "fer2013"
+    problem = schema_problem({"input_size": 4}, PREPROCESSING)  # jsonschema's verdict; none without it, where the plain checks decide
+    assert (problem is None) == (schema_checker == "plain checks") and (problem is None or problem.startswith("input_size:"))
 
 
 def test_the_tracked_soft_labels_belong_to_the_real_fer2013_and_name_their_teachers(fer2013):
-    from training.soft_targets import load_soft_targets, soft_targets_info
+    from training.distill import load_soft_targets, soft_targets_info
 
     path = REPO_ROOT / PLANS["students"][0][0].soft_labels
     info = soft_targets_info(path)

@@ -12,31 +12,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from emoji_mirror.checkpoint import load_model, read_checkpoint
-from emoji_mirror.labels import FER2013_CLASSES
 from training import train
-from training.model_card import render_card
+from training.data.synthetic import fer2013_rows, write_fer2013
+from training.evaluate.model_card import render_card
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> Path:
-    """Kaggle layout, 5 distinct images per class; PublicTest repeats the training faces, PrivateTest is new."""
-    root = tmp_path_factory.mktemp("tiny_fer")
-    rng = np.random.default_rng(0)
-    for label in FER2013_CLASSES:
-        for split in ("train", "test"):
-            (root / split / label).mkdir(parents=True)
-        for split, prefix, n in (("train", "Training", 5), ("test", "PublicTest", 0), ("test", "PrivateTest", 2)):
-            for i in range(n):
-                img = Image.fromarray(rng.integers(0, 256, (6, 6), dtype=np.uint8)).resize((48, 48), Image.BILINEAR)
-                img.save(root / split / label / f"{prefix}_{i}.png")
-                if prefix == "Training":
-                    img.save(root / "test" / label / f"PublicTest_{i}.png")
-    return root
+    """Synthetic Kaggle layout (PNG), 5 distinct faces per class; PublicTest repeats the training faces, PrivateTest is new."""
+    rows = fer2013_rows({"train": 5, "private_test": 2}, seed=0)
+    rows += [("public_test", label, pixels) for split, label, pixels in rows if split == "train"]
+    return write_fer2013(rows, tmp_path_factory.mktemp("tiny") / "fer2013", fmt="PNG")
 
 
 def common_flags(data: Path, out: Path, cache: Path) -> list[str]:
@@ -44,6 +34,7 @@ def common_flags(data: Path, out: Path, cache: Path) -> list[str]:
             "--no-progress", "--device", "cpu", "--batch-size", "16"]
 
 
+@pytest.mark.slow
 def test_overfits_a_few_dozen_faces(tiny_data, tmp_path):
     flags = common_flags(tiny_data, tmp_path / "runs", tmp_path / "cache")
     code = train.main(["--model", "baseline_cnn", "--epochs", "40", "--lr", "3e-3", "--augment", "none", "--patience", "40",
@@ -60,6 +51,7 @@ def test_overfits_a_few_dozen_faces(tiny_data, tmp_path):
     assert meta["params"] == sum(p.numel() for p in exported.model.parameters())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["seed", "ours"])
 def test_killed_run_resumes_to_the_same_weights(tiny_data, tmp_path, recipe):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
@@ -94,6 +86,7 @@ def test_killed_run_resumes_to_the_same_weights(tiny_data, tmp_path, recipe):
     assert strip(a["train_state"]["history"]) == strip(b["train_state"]["history"])
 
 
+@pytest.mark.slow
 def test_resume_with_other_settings_is_refused(tiny_data, tmp_path, capsys):
     flags = ["--model", "baseline_cnn", "--epochs", "1", "--max-train-images", "14", *common_flags(tiny_data, tmp_path, tmp_path / "cache")]
     assert train.main(flags) == 0
@@ -101,6 +94,7 @@ def test_resume_with_other_settings_is_refused(tiny_data, tmp_path, capsys):
     assert "other settings (lr)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cosine_schedule_refuses_a_changed_epoch_budget(tiny_data, tmp_path, capsys):
     flags = ["--model", "baseline_cnn", "--recipe", "ours", "--max-train-images", "14", *common_flags(tiny_data, tmp_path, tmp_path / "cache")]
     assert train.main([*flags, "--epochs", "1"]) == 0
@@ -108,6 +102,7 @@ def test_cosine_schedule_refuses_a_changed_epoch_budget(tiny_data, tmp_path, cap
     assert "other settings (epochs)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_tracked_split_is_logged_but_never_selects(tiny_data, tmp_path, capsys):
     flags = ["--model", "baseline_cnn", "--recipe", "ours", "--epochs", "2", "--max-train-images", "14", *common_flags(tiny_data, tmp_path, tmp_path / "cache")]
     assert train.main([*flags, "--track", "public_test"]) == 2
@@ -130,113 +125,53 @@ def test_clear_errors_for_bad_flags(tmp_path, capsys, monkeypatch):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_class_weights_are_balanced():
-    weights = train.class_weights(np.array([0, 0, 0, 1]), 3)
-    np.testing.assert_allclose(weights.numpy(), [4 / 9, 4 / 3, 0.0], rtol=1e-6)
-
-
-def test_log_prior_from_labels_and_votes():
-    np.testing.assert_allclose(train.log_prior(np.array([0, 0, 0, 1]), 3).exp().numpy(), [0.75, 0.25, 1e-6], rtol=1e-5)
-    votes = np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])
-    np.testing.assert_allclose(train.log_prior(votes, 3).exp().numpy(), [0.75, 0.25, 1e-6], rtol=1e-5)
-
-
-@pytest.mark.parametrize("tau, expected", [(0.0, "prior"), (1.0, "uniform")])
-def test_logit_adjusted_loss_learns_balanced_logits(tau, expected):
-    """On uninformative inputs the best logits are log prior (plain loss) or flat (tau = 1): what the model then answers."""
-    labels = torch.tensor([0] * 80 + [1] * 15 + [2] * 5)
-    prior = torch.bincount(labels, minlength=3).float() / len(labels)
-    offset = tau * train.log_prior(labels.numpy(), 3) if tau else None
-    bias = torch.zeros(3, requires_grad=True)
-    optimizer = torch.optim.SGD([bias], lr=0.5)
-    for _ in range(500):
-        loss = train.balanced_cross_entropy(bias.expand(len(labels), 3), labels, logit_offset=offset)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    probs = bias.detach().softmax(0)
-    target = prior if expected == "prior" else torch.full((3,), 1 / 3)
-    torch.testing.assert_close(probs, target, atol=0.02, rtol=0)
-
-
-def test_ema_warmup_follows_the_weights_early():
-    """With warm-up the EMA tracks a model that moved after the first update; without it, 0.999 stays near the start."""
-    from torch.optim.swa_utils import AveragedModel
-
-    def run(warmup: bool) -> float:
-        model = torch.nn.BatchNorm1d(1)  # a weight and integer buffers (num_batches_tracked: copied, not averaged)
-        torch.nn.init.zeros_(model.weight)
-        ema = AveragedModel(model, multi_avg_fn=train.ema_multi_avg_fn(0.999, warmup), use_buffers=True)
-        ema.update_parameters(model)  # the first update copies the weights (0)
-        with torch.no_grad():
-            model.weight.fill_(1.0)  # then the model moves to 1 and stays there
-        for _ in range(20):
-            ema.update_parameters(model)
-        return float(ema.module.weight.detach())
-
-    assert run(True) > 0.9
-    assert run(False) < 0.05
-
-
-def test_ema_warmup_decay_grows_towards_the_target():
-    """After n updates the warm-up decay is min(d, (1 + n) / (10 + n)): 1/10 weight on the past at the start, d later."""
-    ema, current = [torch.zeros(1)], [torch.ones(1)]
-    update = train.ema_multi_avg_fn(0.999, True)
-    update(ema, current, torch.tensor(0))
-    torch.testing.assert_close(ema[0], torch.tensor([0.9]))
-    ema = [torch.zeros(1)]
-    update(ema, current, torch.tensor(100000))
-    torch.testing.assert_close(ema[0], torch.tensor([0.001]))
-    plain = [torch.zeros(1)]
-    train.ema_multi_avg_fn(0.999, False)(plain, current, torch.tensor(0))
-    torch.testing.assert_close(plain[0], torch.tensor([0.001]))
-
-
+@pytest.mark.slow
 def test_soft_targets_are_the_ensembles_mean_and_refuse_other_data(tiny_data, tmp_path, capsys):
     from conftest import make_checkpoint
 
-    from training import soft_targets
-    from training.data import load_dataset
-    from training.scoring import split_probabilities
+    from training import distill
+    from training.data import DataError, FaceDataset, load_dataset
+    from training.evaluate.scoring import split_probabilities
 
     members = [str(make_checkpoint(tmp_path / f"t{seed}.pt", seed=seed)) for seed in (0, 1)]
     out = tmp_path / "teacher.npz"
-    assert soft_targets.main(["--ensemble", ",".join(members), "--data", str(tiny_data), "--cache-dir", str(tmp_path / "cache"),
+    assert distill.main(["--ensemble", ",".join(members), "--data", str(tiny_data), "--cache-dir", str(tmp_path / "cache"),
                               "--tta", "none", "--out", str(out)]) == 0
     dataset = load_dataset(tiny_data, tmp_path / "cache")
-    probs = soft_targets.load_soft_targets(out, dataset)
+    probs = distill.load_soft_targets(out, dataset)
     faces = dataset.splits["train"].labelled().images
     expected = np.mean([split_probabilities(load_model(m).model, faces, load_model(m).preprocessing) for m in members], axis=0)
     np.testing.assert_allclose(probs, expected, atol=1e-3)  # stored fp16: about 3 significant digits, plenty for soft labels
-    info = soft_targets.soft_targets_info(out)
-    assert info["member_sha256"] == [soft_targets.weights_sha256(m) for m in members] and info["splits"] == ["train"]
-    assert soft_targets.main(["--ensemble", ",".join(members), "--data", str(tiny_data), "--cache-dir", str(tmp_path / "cache"),
+    info = distill.soft_targets_info(out)
+    assert info["member_sha256"] == [distill.weights_sha256(m) for m in members] and info["splits"] == ["train"]
+    assert distill.main(["--ensemble", ",".join(members), "--data", str(tiny_data), "--cache-dir", str(tmp_path / "cache"),
                               "--tta", "none", "--bf16", "--out", str(tmp_path / "bf16.npz")]) == 0
-    fast = soft_targets.load_soft_targets(tmp_path / "bf16.npz", dataset)  # bf16 autocast: close to fp32, not bit-equal
+    fast = distill.load_soft_targets(tmp_path / "bf16.npz", dataset)  # bf16 autocast: close to fp32, not bit-equal
     assert np.abs(fast - expected).max() < 0.05 and (fast.argmax(1) == expected.argmax(1)).mean() > 0.9 and not np.array_equal(fast, probs)
-    other = soft_targets.FaceDataset(dataset.name, dataset.classes, dataset.splits, "another-fingerprint")
-    with pytest.raises(soft_targets.DataError, match="made for other data"):
-        soft_targets.load_soft_targets(out, other)
+    other = FaceDataset(dataset.name, dataset.classes, dataset.splits, "another-fingerprint")
+    with pytest.raises(DataError, match="made for other data"):
+        distill.load_soft_targets(out, other)
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(soft_targets.DataError, match="not a soft-label file"):
-        soft_targets.load_soft_targets(tmp_path / "junk.npz", dataset)
+    with pytest.raises(DataError, match="not a soft-label file"):
+        distill.load_soft_targets(tmp_path / "junk.npz", dataset)
 
 
+@pytest.mark.slow
 def test_distilled_student_follows_the_teacher_not_the_labels(tiny_data, tmp_path):
     """A teacher that answers (label + 1) mod 7: with alpha 1 the student learns the teacher's answers on the training faces."""
-    from training import soft_targets
+    from training import distill
     from training.data import load_dataset
 
     dataset = load_dataset(tiny_data, tmp_path / "cache")
     labels = dataset.splits["train"].labelled().labels
     teacher = np.full((len(labels), 7), 0.02, dtype=np.float32)
     teacher[np.arange(len(labels)), (labels + 1) % 7] = 0.88
-    soft_targets.save_soft_targets(tmp_path / "teacher.npz", teacher, dataset, ["made-up"], "none")
+    distill.save_soft_targets(tmp_path / "teacher.npz", teacher, dataset, ["made-up"], "none")
     flags = ["--model", "baseline_cnn", "--epochs", "40", "--lr", "3e-3", "--augment", "none", "--patience", "40",
              "--teacher", str(tmp_path / "teacher.npz"), "--distill-alpha", "1.0", *common_flags(tiny_data, tmp_path / "runs", tmp_path / "cache")]
     assert train.main(flags) == 0
     student = load_model(tmp_path / "runs" / "baseline_cnn" / "last.pt")
-    from training.scoring import split_probabilities
+    from training.evaluate.scoring import split_probabilities
 
     answers = split_probabilities(student.model, dataset.splits["train"].labelled().images, student.preprocessing).argmax(1)
     assert (answers == (labels + 1) % 7).mean() >= 0.9

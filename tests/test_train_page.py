@@ -10,13 +10,11 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from emoji_mirror.app import training_jobs
-from emoji_mirror.labels import FER2013_CLASSES
+from training import jobs as training_jobs
+from training.data.synthetic import make_fer2013
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRAIN_PAGE = REPO_ROOT / "pages" / "train.py"
@@ -40,15 +38,8 @@ def workspace(tmp_path, monkeypatch):
 
 @pytest.fixture
 def tiny_fer2013(tmp_path) -> Path:
-    """A Kaggle-layout FER2013 folder of random 48x48 JPEGs: 70 train, 28 PublicTest, 28 PrivateTest."""
-    rng = np.random.default_rng(0)
-    root = tmp_path / "fer2013"
-    for folder, prefix, per_class in (("train", "Training", 10), ("test", "PublicTest", 4), ("test", "PrivateTest", 4)):
-        for name in FER2013_CLASSES:
-            (root / folder / name).mkdir(parents=True, exist_ok=True)
-            for i in range(per_class):
-                Image.fromarray(rng.integers(0, 256, (48, 48), dtype=np.uint8)).save(root / folder / name / f"{prefix}_{name}_{i}.jpg")
-    return root
+    """A synthetic Kaggle-layout FER2013 folder of 48x48 JPEGs: 70 train, 28 PublicTest, 28 PrivateTest."""
+    return make_fer2013(tmp_path / "fer2013", per_class={"train": 10, "public_test": 4, "private_test": 4})
 
 
 def open_page(path: Path = TRAIN_PAGE) -> AppTest:
@@ -90,6 +81,7 @@ def errors(at: AppTest) -> list[str]:
     return [e.value for e in at.error]
 
 
+@pytest.mark.slow
 def test_start_refuses_bad_input_with_messages(workspace, tiny_fer2013):
     at = open_page()
     fill_form(at, models=["baseline_cnn"], data=str(workspace / "missing.zip"))
@@ -126,6 +118,7 @@ def test_long_names_and_zero_epochs_are_refused_with_messages(workspace, tiny_fe
     assert not list((workspace / "runs" / "jobs").glob("*.json")), "a refused request must not create a job"
 
 
+@pytest.mark.slow
 def test_two_sessions_starting_at_the_same_instant_get_one_job(workspace, tiny_fer2013, monkeypatch):
     """The check for a running job is made slow here (as on a busy disk) so that both sessions would pass it together."""
     real_active_job, real_popen = training_jobs.active_job, subprocess.Popen
@@ -159,6 +152,7 @@ def test_two_sessions_starting_at_the_same_instant_get_one_job(workspace, tiny_f
     assert [job.id for job in training_jobs.list_jobs(workspace / "runs")] == [started[0].id]
 
 
+@pytest.mark.slow
 def test_real_job_is_watched_stopped_resumed_and_evaluated(workspace, tiny_fer2013):
     runs, checkpoints = workspace / "runs", workspace / "checkpoints"
     at = open_page()

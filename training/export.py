@@ -1,4 +1,5 @@
-"""`python -m training.export --onnx CHECKPOINT [--out FILE.onnx]`: a checkpoint's network as ONNX, its metadata inside."""
+"""Ship a checkpoint: as ONNX with its metadata inside (`python -m training.export --onnx CHECKPOINT [--out FILE.onnx]`), or
+stored compactly, int8 or fp16, and scored again (`python -m training.export --int8 CHECKPOINT --out OUT.pt [--data PATH]`)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ from pathlib import Path
 
 import onnx
 
-from emoji_mirror.checkpoint import CheckpointError, LoadedModel, load_model
+from emoji_mirror.checkpoint import CheckpointError, LoadedModel, atomic_torch_save, half_state_dict, load_model, quantize_int8, read_checkpoint
+from emoji_mirror.fileio import atomic_write
 from emoji_mirror.labels import emoji_for
 from emoji_mirror.onnx_backend import onnx_bytes
 from emoji_mirror.paths import resolve_checkpoint
-from training.report import write_atomic
+
+from .data import DataError, FaceDataset, load_dataset
+from .evaluate.model_card import render_card
+from .evaluate.scoring import score, split_probabilities
 
 
 def onnx_metadata(loaded: LoadedModel, checkpoint_sha256: str) -> dict[str, str]:
@@ -39,23 +44,67 @@ def export_onnx(checkpoint: Path, out: Path) -> dict[str, str]:
     onnx.helper.set_model_props(model, metadata)
     onnx.checker.check_model(model)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, model.SerializeToString())  # an interrupted export leaves no half-written file
+    atomic_write(out, model.SerializeToString())  # an interrupted export leaves no half-written file
     return metadata
 
 
+def compact(src: Path, out: Path, precision: str, dataset: FaceDataset | None = None) -> dict:
+    """Write src with fp16 or int8 weights to out (atomically), and its card beside it; the metadata records the storage.
+    With the dataset, every split the checkpoint has scores for is scored again on the compact weights (no TTA), so the
+    card and meta describe the file as it ships; returns {split: (before, after)} accuracies."""
+    payload = read_checkpoint(src)
+    if precision == "int8":
+        payload = quantize_int8(payload)
+    else:
+        payload["state_dict"] = half_state_dict(payload["state_dict"])
+    payload["meta"] = {**payload.get("meta", {}), "storage": precision}
+    atomic_torch_save(payload, out)
+    compacted = load_model(out)  # refuse to leave a file that does not load
+    changes = {}
+    if dataset is not None:
+        if payload["meta"].get("data_fingerprint") not in (None, dataset.fingerprint):
+            raise DataError(f"{src} was trained on other data than {dataset.name} (fingerprint {dataset.fingerprint[:12]})")
+        metrics = payload["meta"].setdefault("metrics", {})
+        for key in list(metrics):
+            split = dataset.splits.get(key.split("/", 1)[1]) if key.startswith(f"{dataset.name}/") else None
+            if split is not None and len(split.labelled()):
+                faces = split.labelled()
+                before = metrics[key]["accuracy"]
+                metrics[key] = score(split_probabilities(compacted.model, faces.images, compacted.preprocessing), faces.labels)
+                changes[key] = (before, metrics[key]["accuracy"])
+        atomic_torch_save(payload, out)
+    atomic_write(out.with_suffix(".md"), render_card(out))
+    return changes
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.export", description=__doc__)
-    parser.add_argument("--onnx", required=True, metavar="CHECKPOINT", help="checkpoint name or path to export to ONNX")
-    parser.add_argument("--out", type=Path, help="ONNX file to write (default: the checkpoint's path with .onnx)")
+    parser = argparse.ArgumentParser(prog="python -m training.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    form = parser.add_mutually_exclusive_group(required=True)
+    form.add_argument("--onnx", metavar="CHECKPOINT", help="checkpoint name or path to export to ONNX")
+    form.add_argument("--int8", metavar="CHECKPOINT", help="store this checkpoint's weights int8 (per-channel scales)")
+    form.add_argument("--fp16", metavar="CHECKPOINT", help="store this checkpoint's weights fp16")
+    parser.add_argument("--out", type=Path, help="file to write (default for --onnx: the checkpoint's path with .onnx; required otherwise)")
+    parser.add_argument("--data", help="--int8/--fp16: score the compact file again on the splits its metadata has scores for")
+    parser.add_argument("--cache-dir", help="decoded-data cache (default: $EMOJI_MIRROR_CACHE or ~/.cache/emoji_mirror)")
     args = parser.parse_args(argv)
+    if not args.onnx and not args.out:
+        parser.error("--int8 and --fp16 need --out")
     try:
-        checkpoint = resolve_checkpoint(args.onnx)
-        out = args.out or checkpoint.with_suffix(".onnx")
-        metadata = export_onnx(checkpoint, out)
-    except (FileNotFoundError, CheckpointError) as exc:
+        checkpoint = resolve_checkpoint(args.onnx or args.int8 or args.fp16)
+        if args.onnx:
+            out = args.out or checkpoint.with_suffix(".onnx")
+            metadata = export_onnx(checkpoint, out)
+            print(f"wrote {out} from {checkpoint}; metadata: {', '.join(f'{key}={value}' for key, value in metadata.items())}")
+            return 0
+        precision = "int8" if args.int8 else "fp16"
+        dataset = load_dataset(args.data, args.cache_dir) if args.data else None
+        changes = compact(checkpoint, args.out, precision, dataset)
+    except (FileNotFoundError, CheckpointError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {out} from {checkpoint}; metadata: {', '.join(f'{key}={value}' for key, value in metadata.items())}")
+    print(f"wrote {args.out}: {precision}, {args.out.stat().st_size / 2**20:.1f} MiB (was {checkpoint.stat().st_size / 2**20:.1f} MiB)")
+    for split, (before, after) in changes.items():
+        print(f"{split}: {before:.2f}% -> {after:.2f}% (no TTA; scores in the compact file and its card)")
     return 0
 
 

@@ -10,55 +10,14 @@ from pathlib import Path
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-from ..checkpoint_schema import CLASSES, SCORE_PROPERTIES, schema_problem
+from ..schemas import summary_problem
 from ..default_rule import TIERS, is_shipped, report_order, reported_split
-from ..paths import CHECKPOINT_DIR, REPO_ROOT, default_checkpoint
+from ..paths import REPO_ROOT, default_checkpoint
 
 RESULTS_ENV = "EMOJI_MIRROR_RESULTS"
 SUMMARY_NAME = "summary.json"
 SELECTED_MARK = "★"
 EVALUATE_COMMAND = "python -m training.evaluate --checkpoints checkpoints/ --data <path> --out results/"
-
-# Scores and classes as a checkpoint records them (checkpoint_schema.py), from which the evaluator copies them.
-_SCORES = {"type": "object", "required": ["accuracy", "macro_f1"], "properties": SCORE_PROPERTIES}
-_CLASS_SCORES = {
-    "type": "object",
-    "required": ["precision", "recall", "f1", "support"],
-    "properties": {name: {"type": "number", "minimum": 0} for name in ("precision", "recall", "f1", "support")},
-}
-_IMAGES = {"type": "object", "additionalProperties": {"type": "string"}}
-_MODEL = {
-    "type": "object",
-    "required": ["name", "params", "selection_split", "metrics"],
-    "dependentRequired": {"confusion_matrix": ["classes"], "per_class": ["classes"]},
-    "properties": {
-        "name": {"type": "string", "minLength": 1},
-        "arch": {"type": "string"},
-        "checkpoint": {"type": "string"},
-        "params": {"type": "integer", "minimum": 0},
-        "file_mb": {"type": "number", "minimum": 0},
-        "dataset": {"type": "string"},
-        "classes": CLASSES,
-        "selection_split": {"type": ["string", "null"]},
-        "tta": {"type": "string"},
-        "metrics": {"type": "object", "minProperties": 1, "additionalProperties": _SCORES},
-        "per_class": {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": _CLASS_SCORES}},
-        "confusion_matrix": {
-            "type": "object",
-            "additionalProperties": {"type": "array", "items": {"type": "array", "items": {"type": "integer", "minimum": 0}}},
-        },
-        "latency_ms_per_face": {"type": ["object", "null"], "additionalProperties": {"type": "number", "minimum": 0}},
-        "train": {"type": "object"},
-        "images": _IMAGES,
-    },
-}
-SUMMARY_SCHEMA = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "type": "object",
-    "required": ["models"],
-    "properties": {"generated": {"type": "string"}, "models": {"type": "array", "items": _MODEL}, "images": _IMAGES},
-}
-
 
 class ResultsError(ValueError):
     """summary.json exists but is not valid JSON or does not follow the schema."""
@@ -98,7 +57,7 @@ def load_summary(directory: Path | None = None) -> Summary:
     path = directory / SUMMARY_NAME
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        problem = schema_problem(data, SUMMARY_SCHEMA)
+        problem = summary_problem(data)
     except (FileNotFoundError, IsADirectoryError):
         raise FileNotFoundError(f"{path} not found; create it with `{EVALUATE_COMMAND}`") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -107,19 +66,7 @@ def load_summary(directory: Path | None = None) -> Summary:
         raise ResultsError(f"{path} is nested too deeply to be a summary; re-create it with `{EVALUATE_COMMAND}`") from None
     if problem:
         raise ResultsError(f"{path} does not follow the summary schema at {problem}")
-    for model in data["models"]:
-        _check_matrices(model, path)
-    names = [m["name"] for m in data["models"]]
-    if len(set(names)) != len(names):
-        raise ResultsError(f"{path} lists a model name twice ({', '.join(names)})")
     return Summary(directory, data.get("generated"), data["models"], data.get("images", {}))
-
-
-def _check_matrices(model: dict, path: Path) -> None:
-    size = len(model.get("classes", []))
-    for split, matrix in model.get("confusion_matrix", {}).items():
-        if len(matrix) != size or any(len(row) != size for row in matrix):
-            raise ResultsError(f"{path}: {model['name']} confusion matrix for {split} is not {size}x{size} (one row and column per class)")
 
 
 # ---------------------------------------------------------------- tables for the page

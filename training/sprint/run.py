@@ -1,18 +1,12 @@
-"""Train the accuracy set concurrently on one GPU inside a wall-clock budget: `python -m training.sprint --budget-min 8 --out DIR`.
-
-Also `--pack` (make the data packs here and print the device calls), `--import DIR` (bring a sprint's results home)
-and `--smoke` (the whole path on this CPU in seconds). See README, "GPU sprint".
-"""
+"""The sprint on the device: train a plan's jobs concurrently inside a wall-clock budget, score them there, return at most 8 files."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
 import statistics
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -20,22 +14,21 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from emoji_mirror.fileio import atomic_write
 from emoji_mirror.checkpoint import CheckpointError, atomic_torch_save, first_line, half_state_dict, load_model, read_checkpoint
-from emoji_mirror.preprocessing import TTA_MODES
 
-from .data import DataError, load_dataset, resolve_data_path
-from .evaluate import choose_tta, labelled_splits
-from .model_card import render_card
-from .scoring import score, split_probabilities
-from .soft_targets import save_soft_targets, weights_sha256
-from .sprint_device import PACK_DIR, RESULT_FILE_MIB, RESULT_FILES, RESULT_TOTAL_MIB, device_calls, part_mib, travel_report, tree_bytes
-from .sprint_pack import SUFFIX, describe, write_pack
-from .sprint_parts import file_sha256, join_parts, manifest_path, split_file
-from .sprint_plan import EVAL_RESERVE_S, PLANS, Job, planned_epochs, smoke_plan, train_command
-from .train import pick_device
+from ..data import DataError, load_dataset
+from ..data.pack import PACK_SUFFIX, describe
+from ..distill import save_soft_targets, weights_sha256
+from ..evaluate.entries import labelled_splits
+from ..evaluate.model_card import render_card
+from ..evaluate.scoring import Probabilities, score_splits
+from ..runtime import pick_device
+from .device import RESULT_FILES, RESULT_TOTAL_MIB
+from .parts import file_sha256, join_parts, manifest_path
+from .plan import EVAL_RESERVE_S, Job, planned_epochs, train_command
 
 FORMAT = "emoji-mirror-sprint"
 BUNDLE = "checkpoints.tar"
@@ -128,41 +121,27 @@ def epoch_times(work: Path, name: str) -> dict:
 # ---------------------------------------------------------------- scoring on the device (selection split; TTA chosen there)
 
 
-class Scorer:
-    """Class probabilities per (model, split, TTA mode), computed once, for single models, the ensemble and the soft labels."""
-
-    def __init__(self, device: torch.device):
-        self.device, self.cache, self.models = device, {}, {}
-
-    def probabilities(self, loaded, name: str, split: str, images: np.ndarray, tta: str) -> np.ndarray:
-        key = (name, split, tta)
-        if key not in self.cache:
-            self.cache[key] = split_probabilities(loaded.model, images, loaded.preprocessing, self.device, tta)
-        return self.cache[key]
-
-
-def score_entry(probabilities, scored: dict, selection: str) -> dict:
+def score_entry(probabilities: Probabilities, members: list, scored: dict, selection: str) -> dict:
     """TTA chosen on the selection split, every mode's accuracy there, and the metrics of every scored split with it."""
-    tta, tta_scores = choose_tta(lambda _images, mode: probabilities(selection, mode), *scored[selection])
-    metrics = {split: score(probabilities(split, tta), labels) for split, (_, labels) in scored.items()}
+    tta, metrics, _, _, tta_scores = score_splits(lambda images, mode: probabilities.mean(members, images, mode), scored, selection, "auto",
+                                                  members[0].classes)
     return {"selection_split": selection, "tta": tta, "tta_accuracy_on_selection": tta_scores, "metrics": metrics}
 
 
-def evaluate_all(done: dict[str, Path], plan: dict[str, Job], ensemble_name: str, datasets: dict, scorer: Scorer,
-                 log: Log) -> tuple[list, list]:
-    """Score every returned checkpoint on the splits the device has (selection split at least), and the FER2013 ensemble.
-
-    A checkpoint that cannot be scored is left out of `done` (and so of what returns), with the reason logged."""
-    entries, loaded_models = {}, scorer.models
+def evaluate_all(done: dict[str, Path], plan: dict[str, Job], ensemble_name: str, datasets: dict, probabilities: Probabilities,
+                 log: Log) -> tuple[list, list, dict]:
+    """Score every returned checkpoint on the splits the device has (selection split at least), and the FER2013 ensemble;
+    also returns the loaded models. A checkpoint that cannot be scored is left out of `done` (and so of what returns)."""
+    entries, loaded = {}, {}
     for name, path in list(done.items()):
         try:
-            loaded = loaded_models[name] = load_model(path, scorer.device)
+            loaded[name] = load_model(path, probabilities.device)
             scored = labelled_splits(datasets[plan[name].dataset], path)
-            entries[name] = score_entry(lambda split, mode, l=loaded, n=name, s=scored: scorer.probabilities(l, n, split, s[split][0], mode),
-                                        scored, loaded.meta["selection_split"])
-        except (CheckpointError, DataError, RuntimeError) as exc:
+            entries[name] = score_entry(probabilities, [loaded[name]], scored, loaded[name].meta["selection_split"])
+        except (CheckpointError, DataError, RuntimeError, KeyError) as exc:
             log(f"{name}: cannot be scored ({first_line(exc)}); left out")
             del done[name]
+            loaded.pop(name, None)
             continue
         log(f"{name}: {entries[name]['selection_split']} {entries[name]['metrics'][entries[name]['selection_split']]['accuracy']:.2f}% "
             f"(TTA {entries[name]['tta']}; by mode {entries[name]['tta_accuracy_on_selection']})")
@@ -170,28 +149,26 @@ def evaluate_all(done: dict[str, Path], plan: dict[str, Job], ensemble_name: str
     members = [n for n in done if plan[n].ensemble and plan[n].dataset == "fer2013"]
     if len(members) >= 2:
         scored = labelled_splits(datasets["fer2013"], ensemble_name)
-
-        def mean_probabilities(split, mode):
-            return np.mean([scorer.probabilities(loaded_models[n], n, split, scored[split][0], mode) for n in members], axis=0)
-
-        entry = {"name": ensemble_name, "members": members, **score_entry(mean_probabilities, scored, entries[members[0]]["selection_split"])}
+        entry = {"name": ensemble_name, "members": members,
+                 **score_entry(probabilities, [loaded[n] for n in members], scored, entries[members[0]]["selection_split"])}
         ensembles.append(entry)
         log(f"{ensemble_name} of {', '.join(members)}: {entry['selection_split']} "
             f"{entry['metrics'][entry['selection_split']]['accuracy']:.2f}% (TTA {entry['tta']})")
-    return [{"name": n, **e} for n, e in entries.items()], ensembles
+    return [{"name": n, **e} for n, e in entries.items()], ensembles, loaded
 
 
 SOFT_LABEL_TTA = "flip"  # the teachers' soft labels: flip under bf16 autocast, seconds on a GPU (ten-crop in fp32 on the
-# training split took the first teachers sprint 100 s, past its call's limit)
+# training split took the first teachers sprint 100 s, past its call's limit); the selection split's flip probabilities are
+# reused from scoring (fp32)
 
 
-def write_soft_labels(ensembles: list[dict], done: dict[str, Path], plan: dict[str, Job], datasets: dict, scorer: Scorer,
-                      out: Path, log: Log) -> list[dict]:
+def write_soft_labels(ensembles: list[dict], done: dict[str, Path], plan: dict[str, Job], datasets: dict, probabilities: Probabilities,
+                      loaded: dict, out: Path, log: Log) -> list[dict]:
     """For each dataset with teachers, the mean of their class probabilities on every labelled split the device has, written
     fp16 to out/soft_labels_<dataset>.npz, named after the FER2013 ensemble or the single teacher."""
     written = []
     for dataset_name, dataset in datasets.items():
-        members = [n for n in done if plan[n].teacher and plan[n].dataset == dataset_name and n in scorer.models]
+        members = [n for n in done if plan[n].teacher and plan[n].dataset == dataset_name and n in loaded]
         if not members:
             continue
         ensemble = next((e["name"] for e in ensembles if set(e["members"]) == set(members)), None)
@@ -199,9 +176,8 @@ def write_soft_labels(ensembles: list[dict], done: dict[str, Path], plan: dict[s
         for split_name, split in dataset.splits.items():
             images = split.labelled().images
             if len(images):
-                with torch.autocast(scorer.device.type, dtype=torch.bfloat16, enabled=scorer.device.type == "cuda"):
-                    probs[split_name] = np.mean([split_probabilities(scorer.models[n].model, images, scorer.models[n].preprocessing,
-                                                                     scorer.device, SOFT_LABEL_TTA) for n in members], axis=0)
+                with torch.autocast(probabilities.device.type, dtype=torch.bfloat16, enabled=probabilities.device.type == "cuda"):
+                    probs[split_name] = probabilities.mean([loaded[n] for n in members], images, SOFT_LABEL_TTA)
         path = out / f"soft_labels_{dataset_name}.npz"
         save_soft_targets(path, probs.pop("train"), dataset, members, SOFT_LABEL_TTA, [weights_sha256(done[n]) for n in members], probs)
         written.append({"file": path.name, "dataset": dataset_name, "members": members, "tta": SOFT_LABEL_TTA,
@@ -258,7 +234,7 @@ def run(args, plan: tuple[Job, ...], ensemble_name: str) -> int:
     log(f"torch {torch.__version__} on {device_name}; budget {args.budget_min:g} min; plan {args.plan}: {len(plan)} jobs{' (smoke)' if args.smoke else ''}")
     packs, datasets = {}, {}
     for name in sorted({job.dataset for job in plan}):
-        pack = Path(args.packs) / f"{name}{SUFFIX}"
+        pack = Path(args.packs) / f"{name}{PACK_SUFFIX}"
         if manifest_path(pack).is_file():
             pack = join_parts(manifest_path(pack))  # every part checked (sha256); a missing or damaged one is named
         if not pack.is_file():
@@ -286,13 +262,13 @@ def run(args, plan: tuple[Job, ...], ensemble_name: str) -> int:
         if path is not None:
             done[job.name] = path
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # scores the CPU can reproduce (--import)
-    scorer = Scorer(device)
-    singles, ensembles = evaluate_all(done, plan_by_name, ensemble_name, datasets, scorer, log)
+    probabilities = Probabilities(device)
+    singles, ensembles, loaded = evaluate_all(done, plan_by_name, ensemble_name, datasets, probabilities, log)
     for stale in out.glob("soft_labels_*.npz"):
         stale.unlink()
-    soft_labels = write_soft_labels(ensembles, done, plan_by_name, datasets, scorer, out, log)
+    soft_labels = write_soft_labels(ensembles, done, plan_by_name, datasets, probabilities, loaded, out, log)
     for name, path in done.items():
-        path.with_suffix(".md").write_text(render_card(path))
+        atomic_write(path.with_suffix(".md"), render_card(path))
     soft_bytes = sum(s["bytes"] for s in soft_labels)
     kept, left_behind = fit_returns(singles, done, int(RESULT_TOTAL_MIB * 2**20) - REPORT_RESERVE_BYTES - soft_bytes)
     for name in left_behind:
@@ -316,111 +292,8 @@ def run(args, plan: tuple[Job, ...], ensemble_name: str) -> int:
                "bundle_sha256": {part: file_sha256(out / part) for part in parts},
                "ensembles_scored_on_device": scored_on_device, "soft_labels": soft_labels,
                "wall_seconds": round(time.monotonic() - clock, 1)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2))
     log(f"wrote {out}: summary.json, sprint.log, {', '.join([*(s['file'] for s in soft_labels), *parts])} in {summary['wall_seconds']:.0f} s of {args.budget_min * 60:.0f}")
     logs = [log.path.read_text()] + [f"\n===== {job.name} =====\n" + (work / "logs" / f"{job.name}.log").read_text() for job in jobs]
-    (out / "sprint.log").write_text("".join(logs))
+    atomic_write(out / "sprint.log", "".join(logs))
     return 1 if failed else 0
-
-
-# ---------------------------------------------------------------- pack, smoke, command line
-
-
-def pack(args) -> int:
-    """Make (or keep, when newer than their sources) the data packs, then print what travels and the exact device calls."""
-    sources = {"fer2013": args.data, "ferplus": args.ferplus}
-    packs = {}
-    for name, source in sources.items():
-        if not source:
-            continue
-        path, src = Path(args.packs) / f"{name}{SUFFIX}", resolve_data_path(source)
-        if not path.is_file() or path.stat().st_mtime < src.stat().st_mtime:
-            print(f"packing {src} ...", flush=True)
-            write_pack(src, path, args.cache_dir)
-        packs[name] = path
-        print(describe(path))
-    if "fer2013" not in packs:
-        raise DataError("--pack needs FER2013: pass --data PATH (and --ferplus PATH for the FER+ job)")
-    tree = tree_bytes() / 2**20
-    manifests = {name: split_file(path, int(part_mib(tree) * 2**20)) for name, path in packs.items()}  # parts that fit beside the tree
-    report, fits = travel_report(device_calls(args.budget_min, manifests, args.plan, tree))
-    print(report)
-    return 0 if fits else 1
-
-
-def smoke(args) -> int:
-    """The whole path on this CPU in seconds: tiny data, packed; the sprint's jobs at tiny widths, 2 epochs; then --import."""
-    from .sprint_import import import_sprint
-    from .sprint_smoke import make_soft_labels, make_tiny_data
-
-    root = Path(args.workdir)
-    fer2013, ferplus = make_tiny_data(root / "data")
-    args.packs, args.cache_dir, args.out, args.workdir = str(root / "packs"), str(root / "cache"), str(root / "out"), str(root / "work")
-    soft_labels = {}
-    for name, source in (("fer2013", fer2013), ("ferplus", ferplus)):
-        pack = write_pack(source, Path(args.packs) / f"{name}{SUFFIX}", args.cache_dir)
-        split_file(pack, pack.stat().st_size // 3 + 1)  # travels in parts, as the real packs do: the sprint joins and checks them
-        pack.unlink()
-        soft_labels[name] = str(make_soft_labels(load_dataset(source, args.cache_dir), root / "data" / f"soft_labels_{name}.npz"))
-    code = run(args, smoke_plan(args.plan, soft_labels), PLANS[args.plan][1])
-    returned = sorted(Path(args.out).iterdir())
-    too_big = [p.name for p in returned if p.stat().st_size > RESULT_FILE_MIB * 2**20]
-    if len(returned) > RESULT_FILES or too_big:
-        raise DataError(f"{args.out} holds {len(returned)} files ({', '.join(too_big) or 'none'} too big): more than a device call returns")
-    return code or import_sprint(Path(args.out), fer2013, ferplus, args.cache_dir, root / "checkpoints", root / "results", root / "import", latency=False)
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m training.sprint", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--pack", action="store_true", help="make the data packs in --packs from --data/--ferplus; print sizes and the device calls")
-    mode.add_argument("--import", dest="import_dir", metavar="DIR", help="re-evaluate a sprint's returned files here, check them, install them")
-    mode.add_argument("--smoke", action="store_true", help="the whole path on this CPU with tiny data and models (tmp --workdir)")
-    p.add_argument("--plan", choices=sorted(PLANS), default="accuracy",
-                   help="what to train: accuracy (the seven-model accuracy set), seeds (more resnet18_fer seeds for the ensemble), "
-                        "teachers (the ensemble's members again, returning their soft labels) or students (each tier distilled "
-                        "from the tracked soft labels)")
-    p.add_argument("--budget-min", type=float, default=8.0, help="wall-clock minutes for the whole sprint (training stops on it, not on a crash)")
-    p.add_argument("--out", default=os.environ.get("OUT", "runs/sprint_out"), help="where the (at most 8) returned files go (default: $OUT)")
-    p.add_argument("--packs", default=PACK_DIR, help="folder of the *.sprintpack files")
-    p.add_argument("--workdir", default=None, help="scratch folder (runs, logs; default runs/sprint, or a temporary one for --smoke)")
-    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), or a torch device string")
-    p.add_argument("--cache-dir", default=None, help="decoded-data cache (default: $EMOJI_MIRROR_CACHE or ~/.cache/emoji_mirror)")
-    p.add_argument("--data", default=os.environ.get("EMOJI_MIRROR_DATA"), help="FER2013 zip/folder/csv (--pack, --import)")
-    p.add_argument("--ferplus", default=None, help="FER+ zip or folder (--pack, --import)")
-    p.add_argument("--checkpoint-dir", default="checkpoints", help="--import: where the checkpoints, cards and default.json go")
-    p.add_argument("--results", default="results", help="--import: the results folder whose summary.json is merged")
-    p.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True, help="--import: measure CPU ms per face (the default rule needs it)")
-    p.add_argument("--tta", choices=("auto", *TTA_MODES), default="auto",
-                   help="--import: auto re-scores every TTA mode and reports with the device's choice; one mode checks and reports only "
-                        "that one (ten-crop on an 11M-parameter model takes this CPU about 20 minutes a split)")
-    args = p.parse_args(argv)
-    if args.budget_min <= 0:
-        p.error(f"--budget-min must be positive (got {args.budget_min:g})")
-    return args
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        if args.pack:
-            return pack(args)
-        if args.import_dir:
-            from .sprint_import import import_sprint
-
-            return import_sprint(Path(args.import_dir), args.data, args.ferplus, args.cache_dir, Path(args.checkpoint_dir),
-                                 Path(args.results), Path(args.workdir or "runs/sprint_import"), args.latency, args.tta)
-        if args.smoke:
-            torch.set_num_threads(1)  # tiny tensors: more threads only wait on each other (the workers get one each too)
-            with tempfile.TemporaryDirectory(prefix="sprint-smoke-") as tmp:
-                args.workdir, args.device = args.workdir or tmp, "cpu"
-                return smoke(args)
-        args.workdir = args.workdir or "runs/sprint"
-        return run(args, *PLANS[args.plan])
-    except (DataError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""Background training jobs (train, then evaluate) that outlive a page reload; `python -m emoji_mirror.app.training_jobs run JOB_FILE` drives one."""
+"""Background training jobs (train, then evaluate) that outlive a page reload; `python -m training.jobs run JOB_FILE` drives one."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..paths import CHECKPOINT_DIR, REPO_ROOT, run_name_problem
-from .results import results_dir
+from emoji_mirror.app.results import results_dir
+from emoji_mirror.fileio import atomic_write
+from emoji_mirror.paths import CHECKPOINT_DIR, REPO_ROOT, run_name_problem
 
 RUNS_ENV = "EMOJI_MIRROR_RUNS"
 ACTIVE = ("training", "evaluating")
@@ -63,7 +64,7 @@ class TrainingRequest:
     def problems(self) -> list[str]:
         """Everything wrong with the request, as messages for the user (empty when it can start)."""
         # Imported here, not at module level, so the driver process does not pay for importing torch.
-        from ..models import list_models
+        from emoji_mirror.models import list_models
 
         found = []
         if not self.models:
@@ -93,18 +94,11 @@ class TrainingRequest:
         return [self.run_name] if self.run_name else list(self.models)
 
     def train_command(self, runs: Path) -> list[str]:
-        command = [
-            sys.executable, "-m", "training.train", "--model", ",".join(self.models), "--data", str(repo_path(self.data)),
-            "--epochs", str(self.epochs), "--batch-size", str(self.batch_size), "--device", self.device,
-            "--output-dir", str(runs), "--export-dir", str(repo_path(self.export_dir)), "--no-progress",
-        ]
-        if self.run_name:
-            command += ["--name", self.run_name]
-        if self.max_train_images:
-            command += ["--max-train-images", str(self.max_train_images)]
-        if self.resume:
-            command.append("--resume")
-        return command
+        from .train import command_line  # here, not at module level: the driver process need not import torch
+
+        return command_line(model=",".join(self.models), data=repo_path(self.data), epochs=self.epochs, batch_size=self.batch_size,
+                            device=self.device, output_dir=runs, export_dir=repo_path(self.export_dir), no_progress=True,
+                            name=self.run_name or None, max_train_images=self.max_train_images or None, resume=self.resume)
 
     def exported_checkpoints(self) -> list[Path]:
         """Where the trainer exports each run's best checkpoint."""
@@ -157,9 +151,7 @@ class Job:
 
     def save(self) -> None:
         record = {k: v for k, v in asdict(self).items() if k != "file"}
-        tmp = self.file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
-        os.replace(tmp, self.file)
+        atomic_write(self.file, json.dumps(record, indent=2))
 
     def update(self, **changes) -> Job:
         """Apply changes to the job file as it is on disk now (another process may have written it meanwhile)."""
@@ -288,7 +280,7 @@ def _start_locked(request: TrainingRequest, runs: Path, results: Path, folder: P
         job.save()
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "emoji_mirror.app.training_jobs", "run", str(job.file), "--lock-fd", str(lock.fileno())],
+                [sys.executable, "-m", "training.jobs", "run", str(job.file), "--lock-fd", str(lock.fileno())],
                 cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(lock.fileno(),),
             )
         except OSError as exc:
@@ -343,7 +335,7 @@ def _run_logged(command: list[str], lock_fd: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emoji_mirror.app.training_jobs", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m training.jobs", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="drive one job: train, then evaluate (started by the training page)")
     run.add_argument("job_file", type=Path)

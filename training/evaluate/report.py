@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,21 +15,12 @@ from PIL import Image
 from sklearn.metrics import ConfusionMatrixDisplay
 from timm.models.vision_transformer import VisionTransformer
 
+from emoji_mirror.fileio import atomic_write
+
 ATTENTION_FACES_PER_CLASS = 2
 
 
 # ---------------------------------------------------------------- writing files
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes to a temporary file beside `path`, then rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def save_figure(fig: Figure, path: Path, lossless: bool = True) -> None:
@@ -43,7 +33,7 @@ def save_figure(fig: Figure, path: Path, lossless: bool = True) -> None:
     if path.suffix == ".webp":
         rendered, buffer = Image.open(buffer).convert("RGB"), io.BytesIO()
         rendered.save(buffer, format="webp", **({"lossless": True} if lossless else {"quality": 85}))
-    write_atomic(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue())
 
 
 # ---------------------------------------------------------------- metric figures

@@ -8,23 +8,25 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from emoji_mirror.checkpoint import atomic_torch_save, load_model, read_checkpoint
+from emoji_mirror.fileio import atomic_write
+from emoji_mirror.checkpoint import CheckpointError, atomic_torch_save, load_model, read_checkpoint
 from emoji_mirror.paths import REPO_ROOT
 
-from . import evaluate
-from .data import DataError
-from .model_card import render_card
-from .scoring import score, split_probabilities
-from .soft_targets import load_soft_targets
-from .sprint_device import TRAVEL_LIMIT_MIB, TREE_ROOM_MIB, tree_bytes
-from .sprint_parts import file_sha256
+from ..data import DataError
+from ..distill import load_soft_targets
+from ..evaluate.entries import Datasets, evaluate_entry, labelled_splits, member_dataset
+from ..evaluate.model_card import render_card
+from ..evaluate.scoring import Probabilities, score, split_probabilities
+from ..evaluate.summary import SUMMARY_FILE, update_summary, write_default
+from .device import TRAVEL_LIMIT_MIB, TREE_ROOM_MIB, tree_bytes
+from .parts import file_sha256
 
 TOLERANCE = 0.1  # accuracy points between the device's scores and this machine's
 SPRINT_FORMAT = "emoji-mirror-sprint"
 SOFT_LABEL_DIR = "soft_labels"  # under the results folder: tracked, so distillation needs no GPU model on disk
 
 
-def install_soft_labels(src: Path, entries: list[dict], datasets: evaluate.Datasets, results_dir: Path) -> list[str]:
+def install_soft_labels(src: Path, entries: list[dict], datasets: Datasets, results_dir: Path) -> list[str]:
     """Check each returned soft-label file against this machine's data (fingerprint, shape, distributions) and copy it to
     results/soft_labels/<teacher name>.npz; the problems of those refused."""
     problems = []
@@ -65,17 +67,17 @@ def unbundle(src: Path, parts: list[str], staging: Path, sha256: dict[str, str] 
     return sorted(staging.glob("*.pt"))
 
 
-def complete_checkpoint(path: Path, datasets: evaluate.Datasets) -> None:
+def complete_checkpoint(path: Path, datasets: Datasets) -> None:
     """Score the splits the device did not have (PrivateTest, FER+ test; no TTA, as training does) into the checkpoint, and rewrite its card."""
     loaded = load_model(path)
-    dataset = evaluate.member_dataset(loaded, datasets, path)
+    dataset = member_dataset(loaded, datasets, path)
     payload = read_checkpoint(path)
     metrics = payload["meta"]["metrics"]
-    for split, (images, labels) in evaluate.labelled_splits(dataset, path).items():
+    for split, (images, labels) in labelled_splits(dataset, path).items():
         if split not in metrics:
             metrics[split] = score(split_probabilities(loaded.model, images, loaded.preprocessing), labels)
     atomic_torch_save(payload, path)
-    path.with_suffix(".md").write_text(render_card(path))
+    atomic_write(path.with_suffix(".md"), render_card(path))
 
 
 def mismatches(device: dict, here: dict | None) -> list[str]:
@@ -118,10 +120,9 @@ def install(entries: list[dict], staging: Path, staged_results: Path, checkpoint
         entry["checkpoint"] = " + ".join(display(checkpoint_dir / f"{n}.pt") for n in names)
         for image in [*entry.get("images", {}).values(), f"per_class_{entry['name']}.csv"]:
             shutil.copy2(staged_results / image, results_dir / image)
-    models = evaluate.merge_models(evaluate.read_summary(results_dir / evaluate.SUMMARY_FILE), entries)
-    evaluate.write_summary(models, results_dir)
-    print(f"merged {len(entries)} entries into {results_dir / evaluate.SUMMARY_FILE} ({len(models)} models)")
-    evaluate.write_default(models, checkpoint_dir / "default.json")
+    models = update_summary(results_dir, entries)
+    print(f"merged {len(entries)} entries into {results_dir / SUMMARY_FILE} ({len(models)} models)")
+    write_default(models, checkpoint_dir / "default.json")
 
 
 def import_sprint(src: Path, data, ferplus, cache_dir, checkpoint_dir: Path, results_dir: Path, workdir: Path, latency: bool = True,
@@ -139,14 +140,20 @@ def import_sprint(src: Path, data, ferplus, cache_dir, checkpoint_dir: Path, res
     stage = Path(tempfile.mkdtemp(prefix="sprint-import-", dir=workdir))
     staging, staged_results = stage / "checkpoints", stage / "results"
     unbundle(src, sprint["bundle"], staging, sprint.get("bundle_sha256"))
-    datasets = evaluate.Datasets(data, ferplus, cache_dir)
+    datasets = Datasets(data, ferplus, cache_dir)
     for model in sprint["models"]:
         complete_checkpoint(staging / f"{model['name']}.pt", datasets)
-    argv = ["--checkpoints", *(str(staging / f"{m['name']}.pt") for m in sprint["models"]), "--out", str(staged_results), "--fresh", "--tta", tta]
-    argv += [a for e in sprint["ensembles"] for a in ("--ensemble", f"{e['name']}=" + ",".join(str(staging / f"{n}.pt") for n in e["members"]))]
-    argv += [a for flag, value in (("--data", data), ("--ferplus", ferplus), ("--cache-dir", cache_dir)) if value for a in (flag, str(value))]
-    evaluated = evaluate.main(argv + ([] if latency else ["--no-latency"]))
-    staged = {e["name"]: e for e in evaluate.read_summary(staged_results / evaluate.SUMMARY_FILE)}
+    staged, evaluated = {}, 0
+    staged_results.mkdir(parents=True)
+    probabilities = Probabilities("cpu")
+    named = [(m["name"], [(m["name"], staging / f"{m['name']}.pt")]) for m in sprint["models"]]
+    named += [(e["name"], [(n, staging / f"{n}.pt") for n in e["members"]]) for e in sprint["ensembles"]]
+    for name, members in named:  # scored here as `python -m training.evaluate` would, into the staging results
+        try:
+            staged[name] = evaluate_entry(members, name if len(members) > 1 else None, datasets, probabilities, staged_results, tta, latency)
+        except (CheckpointError, DataError) as exc:
+            print(f"error: {name}: {exc}")
+            evaluated = 1
     accepted, refused = [], {}
     for entry in sprint["models"] + sprint["ensembles"]:
         problems = mismatches(entry, staged.get(entry["name"]))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import dataclass, field, replace
 
 from emoji_mirror.models import count_params, create_model
+
+from ..train import command_line
 
 EVAL_RESERVE_S = 60.0  # seconds kept after training for scoring, model cards and the bundle
 SMOKE_EPOCHS = 2
@@ -106,16 +106,8 @@ def fp16_mib(job: Job) -> float:
 
 def train_command(job: Job, pack: str, epochs: int, budget_min: float, work: str, cache_dir: str | None, device: str) -> list[str]:
     """The `python -m training.train` command line that trains one job into work/runs and exports it, fp16, to work/export."""
-    cmd = [sys.executable, "-m", "training.train", "--model", job.model, "--name", job.name, "--recipe", job.recipe,
-           "--data", pack, "--seed", str(job.seed), "--epochs", str(epochs), "--time-budget-min", f"{budget_min:.3f}",
-           "--targets", job.targets, "--select-on", "public_test", "--device", device, "--output-dir", f"{work}/runs",
-           "--export-dir", f"{work}/export", "--export-half", "--no-progress"]
-    if job.model_kwargs:
-        cmd += ["--model-kwargs", json.dumps(job.model_kwargs)]
-    if job.soft_labels:
-        cmd += ["--teacher", job.soft_labels, "--distill-alpha", str(job.distill_alpha)]
-    if job.compile:
-        cmd.append("--compile")
-    if cache_dir:
-        cmd += ["--cache-dir", cache_dir]
-    return cmd
+    return command_line(model=job.model, name=job.name, recipe=job.recipe, data=pack, seed=job.seed, epochs=epochs,
+                        time_budget_min=f"{budget_min:.3f}", targets=job.targets, select_on="public_test", device=device,
+                        output_dir=f"{work}/runs", export_dir=f"{work}/export", export_half=True, no_progress=True,
+                        model_kwargs=job.model_kwargs or None, teacher=job.soft_labels,
+                        distill_alpha=job.distill_alpha if job.soft_labels else None, compile=job.compile, cache_dir=cache_dir)

@@ -1,4 +1,4 @@
-"""Calibrate the live crop to FER2013's framing: `python -m training.framing --data PATH` prints face_margin and face_offset_y.
+"""Calibrate the live crop to FER2013's framing: `python -m training.data.framing --data PATH` prints face_margin and face_offset_y.
 
 FER2013 faces are upscaled and pasted on a larger grey frame at a known square; MediaPipe's box for each is expressed in
 units of its own side, and the crop that reproduces the pasted square (the face's original 48 x 48 framing) is solved
@@ -77,9 +77,10 @@ def crop_correlation(face: np.ndarray, detector: FaceDetector, margin: float, of
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .data import DataError, load_dataset
+    from .cache import load_dataset
+    from .dataset import DataError
 
-    p = argparse.ArgumentParser(prog="python -m training.framing", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m training.data.framing", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="FER2013 zip, folder or fer2013.csv (default: $EMOJI_MIRROR_DATA)")
     p.add_argument("--cache-dir", help="decoded-data cache (default: $EMOJI_MIRROR_CACHE or ~/.cache/emoji_mirror)")
     p.add_argument("--split", default="public_test", help="which split's faces to place")

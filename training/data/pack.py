@@ -11,10 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DataError, FaceDataset, FaceSplit, _decode_image, _kaggle_split, load_dataset, resolve_data_path
+from emoji_mirror.fileio import atomic_open
+
+from .dataset import DataError, FaceDataset, FaceSplit
+from .forms import decode_image, kaggle_split
 
 FORMAT = "emoji-mirror-sprint-pack"
-SUFFIX = ".sprintpack"
+PACK_SUFFIX = ".sprintpack"
 PACKED_SPLITS = ("train", "public_test")  # all that training and selection need; the test splits are scored back home
 XZ = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 
@@ -27,11 +30,11 @@ def kaggle_jpegs(source: Path, split: str) -> list[bytes] | None:
     """The split's original JPEG files in load_dataset's order, when the source is the Kaggle tree (zip or folder); else None."""
     if source.is_dir():
         files = {str(p.relative_to(source)).replace(os.sep, "/"): p for p in source.rglob("*.jpg")}
-        names = sorted(n for n in files if _kaggle_split(n) == split)
+        names = sorted(n for n in files if kaggle_split(n) == split)
         return [files[n].read_bytes() for n in names] or None
     if zipfile.is_zipfile(source):
         with zipfile.ZipFile(source) as zf:
-            names = sorted(n for n in zf.namelist() if n.lower().endswith(".jpg") and _kaggle_split(n) == split)
+            names = sorted(n for n in zf.namelist() if n.lower().endswith(".jpg") and kaggle_split(n) == split)
             return [zf.read(n) for n in names] or None
     return None
 
@@ -45,7 +48,7 @@ def pack_split(source: Path, split: str, data: FaceSplit) -> tuple[dict, dict]:
         arrays[f"{split}/votes"] = data.votes.astype(np.uint8)
     jpegs = kaggle_jpegs(source, split)
     if jpegs is not None and len(jpegs) == len(data):
-        decoded = np.stack([_decode_image(b, split) for b in jpegs])
+        decoded = np.stack([decode_image(b, split) for b in jpegs])
         if not np.array_equal(decoded, data.images):
             raise DataError(f"{source} {split}: the JPEG files do not decode to the dataset's faces in order; cannot pack them")
         arrays[f"{split}/offsets"] = np.cumsum([0] + [len(b) for b in jpegs]).astype(np.int64)
@@ -56,10 +59,8 @@ def pack_split(source: Path, split: str, data: FaceSplit) -> tuple[dict, dict]:
     return arrays, {"codec": codec, "n": len(data), "sha256": pixels_sha256(data.images)}
 
 
-def write_pack(data_path: str | os.PathLike, out: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
-    """Pack a dataset's labelled train and public_test faces into `out` (a *.sprintpack file); returns its path."""
-    source = resolve_data_path(data_path)
-    dataset = load_dataset(source, cache_dir)
+def write_pack(source: Path, dataset: FaceDataset, out: str | os.PathLike) -> Path:
+    """Pack the labelled train and public_test faces of `dataset` (decoded from `source`) into `out` (a *.sprintpack file)."""
     missing = [s for s in PACKED_SPLITS if s not in dataset.splits]
     if missing:
         raise DataError(f"{source} has no {', '.join(missing)} split; a sprint needs {', '.join(PACKED_SPLITS)}")
@@ -71,13 +72,10 @@ def write_pack(data_path: str | os.PathLike, out: str | os.PathLike, cache_dir: 
     meta = {"format": FORMAT, "version": 1, "name": dataset.name, "classes": list(dataset.classes),
             "fingerprint": dataset.fingerprint, "source": source.name, "splits": splits}
     out = Path(out)
-    if not out.name.endswith(SUFFIX):
-        raise DataError(f"{out}: a pack's file name must end in {SUFFIX}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "wb") as f:
+    if not out.name.endswith(PACK_SUFFIX):
+        raise DataError(f"{out}: a pack's file name must end in {PACK_SUFFIX}")
+    with atomic_open(out) as f:
         np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
-    os.replace(tmp, out)
     return out
 
 
@@ -96,7 +94,7 @@ def read_pack(path: Path) -> FaceDataset:
         payload = lzma.decompress(arrays[f"{split}/data"].tobytes())
         if info["codec"] == "jpeg":
             offsets = arrays[f"{split}/offsets"]
-            images = np.stack([_decode_image(payload[a:b], f"{path}:{split}") for a, b in zip(offsets[:-1], offsets[1:])])
+            images = np.stack([decode_image(payload[a:b], f"{path}:{split}") for a, b in zip(offsets[:-1], offsets[1:])])
         else:
             images = np.frombuffer(payload, dtype=np.uint8).reshape(info["n"], 48, 48).copy()
         if pixels_sha256(images) != info["sha256"]:  # another JPEG decoder: train anyway, but do not claim the source's fingerprint

@@ -1,4 +1,4 @@
-"""A teacher's soft labels for the training faces, computed once: `python -m training.soft_targets --ensemble A,B,C --data PATH --out FILE.npz`.
+"""Distillation's teacher: soft labels for the training faces, computed once: `python -m training.distill --ensemble A,B,C --data PATH --out FILE.npz`.
 
 The file holds the mean of the members' class probabilities (with a TTA mode) for every labelled training face, in
 the order training.data gives them (fp16, `probs`), optionally the same for other splits (`split_<name>`), plus the
@@ -21,21 +21,20 @@ from emoji_mirror.checkpoint import CheckpointError, load_model, read_checkpoint
 from emoji_mirror.paths import resolve_checkpoint
 from emoji_mirror.preprocessing import TTA_MODES
 
+from emoji_mirror.fileio import atomic_open
+
 from .data import DataError, FaceDataset, load_dataset
-from .scoring import split_probabilities
+from .evaluate.scoring import Probabilities
 
 
 def ensemble_probabilities(members: list[str], dataset: FaceDataset, tta: str, device: str = "cpu", bf16: bool = False) -> np.ndarray:
     """(N, C) mean class probabilities of the members on the labelled training faces (bf16: under bfloat16 autocast)."""
-    images = dataset.splits["train"].labelled().images
-    probs = []
-    for spec in members:
-        loaded = load_model(resolve_checkpoint(spec), device)
-        if tuple(loaded.classes) != tuple(dataset.classes):
-            raise CheckpointError(f"teacher {spec} has classes {list(loaded.classes)}, the data has {list(dataset.classes)}")
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-            probs.append(split_probabilities(loaded.model, images, loaded.preprocessing, device, tta))
-    return np.mean(probs, axis=0)
+    loaded = [load_model(resolve_checkpoint(spec), device) for spec in members]
+    for spec, model in zip(members, loaded):
+        if tuple(model.classes) != tuple(dataset.classes):
+            raise CheckpointError(f"teacher {spec} has classes {list(model.classes)}, the data has {list(dataset.classes)}")
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+        return Probabilities(device).mean(loaded, dataset.splits["train"].labelled().images, tta)
 
 
 def weights_sha256(path: str | Path) -> str:
@@ -54,11 +53,8 @@ def save_soft_targets(path: Path, probs: np.ndarray, dataset: FaceDataset, membe
     info = {"dataset": dataset.name, "fingerprint": dataset.fingerprint, "classes": list(dataset.classes), "members": members,
             "member_sha256": member_sha256 or [], "tta": tta, "splits": ["train", *(other_splits or {})]}
     arrays = {"probs": probs.astype(np.float16), **{f"split_{name}": p.astype(np.float16) for name, p in (other_splits or {}).items()}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_open(path) as f:
         np.savez_compressed(f, info=np.array(json.dumps(info)), **arrays)
-    tmp.replace(path)
 
 
 def soft_targets_info(path: str | Path) -> dict:
@@ -67,7 +63,7 @@ def soft_targets_info(path: str | Path) -> dict:
         with np.load(path, allow_pickle=False) as archive:
             return json.loads(str(archive["info"]))
     except (OSError, KeyError, ValueError) as exc:
-        raise DataError(f"{path}: not a soft-label file from `python -m training.soft_targets` ({exc})") from None
+        raise DataError(f"{path}: not a soft-label file from `python -m training.distill` ({exc})") from None
 
 
 def load_soft_targets(path: str | Path, dataset: FaceDataset) -> np.ndarray:
@@ -76,7 +72,7 @@ def load_soft_targets(path: str | Path, dataset: FaceDataset) -> np.ndarray:
         with np.load(path, allow_pickle=False) as archive:
             probs, info = archive["probs"].astype(np.float32), json.loads(str(archive["info"]))
     except (OSError, KeyError, ValueError) as exc:
-        raise DataError(f"--teacher {path}: not a soft-label file from `python -m training.soft_targets` ({exc})") from None
+        raise DataError(f"--teacher {path}: not a soft-label file from `python -m training.distill` ({exc})") from None
     expected = (len(dataset.splits["train"].labelled()), len(dataset.classes))
     if info.get("fingerprint") != dataset.fingerprint or probs.shape != expected:
         raise DataError(f"--teacher {path} was made for other data ({info.get('dataset')}, fingerprint {str(info.get('fingerprint'))[:12]}, "
@@ -87,7 +83,7 @@ def load_soft_targets(path: str | Path, dataset: FaceDataset) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.soft_targets", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m training.distill", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ensemble", required=True, help="comma-separated checkpoints (names or paths) whose mean is the teacher")
     p.add_argument("--data", help="the training data (default: $EMOJI_MIRROR_DATA)")
     p.add_argument("--cache-dir", help="decoded-data cache (default: $EMOJI_MIRROR_CACHE or ~/.cache/emoji_mirror)")

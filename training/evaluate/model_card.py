@@ -1,4 +1,4 @@
-"""Write a short model card (Markdown) for each checkpoint from its own metadata: `python -m training.model_card checkpoints/*.pt`."""
+"""Write a short model card (Markdown) for each checkpoint from its own metadata: `python -m training.evaluate.model_card checkpoints/*.pt`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from emoji_mirror.fileio import atomic_write
 from emoji_mirror.checkpoint import CheckpointError, read_checkpoint
 
 LIMITS = """\
@@ -65,7 +66,7 @@ def render_card(path: Path) -> str:
     """The Markdown card for one checkpoint."""
     payload = read_checkpoint(path)
     meta, config = payload["meta"], payload["meta"].get("config", {})
-    storage = {"int8": "; weights stored int8 (per-channel scales, `python -m training.compact`)", "fp16": "; weights stored fp16"}.get(meta.get("storage"), "")
+    storage = {"int8": "; weights stored int8 (per-channel scales, `python -m training.export`)", "fp16": "; weights stored fp16"}.get(meta.get("storage"), "")
     history = meta.get("history", [])
     minutes = sum(r.get("seconds", 0) for r in history) / 60
     selection = meta.get("selection_split", "?")
@@ -81,7 +82,7 @@ def render_card(path: Path) -> str:
 
 - **Architecture:** `{payload['arch']}` {payload.get('arch_kwargs') or ''} — {meta.get('params', 0) / 1e6:.2f}M parameters, built by `create_model("{payload['arch']}")`{storage}.
 - **Input:** {payload['preprocessing']['input_size']}x{payload['preprocessing']['input_size']} grayscale face crop, scaled to [0, 1], normalised with mean {payload['preprocessing']['mean']} / std {payload['preprocessing']['std']};
-  live crop: the detector's box plus {payload['preprocessing'].get('face_margin', 0.1)} of its side on each side, {f"centre moved {'up' if offset < 0 else 'down'} by {abs(offset)} of it" if offset else 'same centre'} (`python -m training.framing`).
+  live crop: the detector's box plus {payload['preprocessing'].get('face_margin', 0.1)} of its side on each side, {f"centre moved {'up' if offset < 0 else 'down'} by {abs(offset)} of it" if offset else 'same centre'} (`python -m training.data.framing`).
 - **Classes:** {', '.join(payload['classes'])}.
 - **Data:** {meta.get('dataset', '?')} training split (data fingerprint `{meta.get('data_fingerprint', '?')[:16]}`); model selected on `{selection}`.
 - **Recipe:** {describe_recipe(config)}
@@ -98,7 +99,7 @@ def render_card(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.model_card", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate.model_card", description=__doc__)
     parser.add_argument("checkpoints", nargs="+", type=Path)
     args = parser.parse_args(argv)
     failed = 0
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
             continue
-        path.with_suffix(".md").write_text(card)
+        atomic_write(path.with_suffix(".md"), card)
         print(f"wrote {path.with_suffix('.md')}")
     return 1 if failed else 0
 

@@ -1,7 +1,9 @@
-"""What a checkpoint may contain: its whole structure and values, checked once at load (a checkpoint is untrusted input).
+"""The two files we read back, as schemas: a checkpoint (untrusted input, checked once at load) and results/summary.json.
 
-Its scores and classes are also what results/summary.json holds, so results.py builds on them; torch and the model
-registry are imported only when a checkpoint is checked, which keeps the Compare page light.
+Both are validated with jsonschema where it is installed; where it is not (a bare GPU image), the plain checks of what
+loading needs run instead, in code. The writer of summary.json (training.evaluate) and its reader (the Compare page)
+validate with the same `summary_problem`. torch and the model registry are imported only when a checkpoint is checked,
+which keeps the Compare page light.
 """
 
 from __future__ import annotations
@@ -63,9 +65,50 @@ CHECKPOINT_SCHEMA = {
 }
 
 
+# results/summary.json: one entry per evaluated model (or ensemble), its scores and classes as a checkpoint records them.
+_SCORES = {"type": "object", "required": ["accuracy", "macro_f1"], "properties": SCORE_PROPERTIES}
+_CLASS_SCORES = {
+    "type": "object",
+    "required": ["precision", "recall", "f1", "support"],
+    "properties": {name: {"type": "number", "minimum": 0} for name in ("precision", "recall", "f1", "support")},
+}
+_IMAGES = {"type": "object", "additionalProperties": {"type": "string"}}
+_MODEL = {
+    "type": "object",
+    "required": ["name", "params", "selection_split", "metrics"],
+    "dependentRequired": {"confusion_matrix": ["classes"], "per_class": ["classes"]},
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "arch": {"type": "string"},
+        "checkpoint": {"type": "string"},
+        "params": {"type": "integer", "minimum": 0},
+        "file_mb": {"type": "number", "minimum": 0},
+        "dataset": {"type": "string"},
+        "classes": CLASSES,
+        "selection_split": {"type": ["string", "null"]},
+        "tta": {"type": "string"},
+        "metrics": {"type": "object", "minProperties": 1, "additionalProperties": _SCORES},
+        "per_class": {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": _CLASS_SCORES}},
+        "confusion_matrix": {
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "array", "items": {"type": "integer", "minimum": 0}}},
+        },
+        "latency_ms_per_face": {"type": ["object", "null"], "additionalProperties": {"type": "number", "minimum": 0}},
+        "train": {"type": "object"},
+        "images": _IMAGES,
+    },
+}
+SUMMARY_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["models"],
+    "properties": {"generated": {"type": "string"}, "models": {"type": "array", "items": _MODEL}, "images": _IMAGES},
+}
+
+
 @cache
 def _validator():
-    """jsonschema's Draft 2020-12 validator with our types, or None where jsonschema is not installed (then schema_lite checks).
+    """jsonschema's Draft 2020-12 validator with our types, or None where jsonschema is not installed (then the plain checks run).
 
     Numbers must be finite (no NaN or infinity), integers must be ints, and tuples count as arrays (torch.save keeps them)."""
     try:
@@ -86,10 +129,7 @@ def schema_problem(instance: object, schema: dict, prefix: str = "") -> str | No
     """'where: what' for the most relevant way `instance` breaks `schema`, or None when it follows it."""
     validator = _validator()
     if validator is None:
-        from .schema_lite import first_problem
-
-        found = first_problem(instance, schema)
-        return None if found is None else f"{'/'.join(str(p) for p in (prefix, *found[0]) if p != '') or 'top level'}: {found[1]}"
+        return None  # no jsonschema: the plain checks (checkpoint_fields_problem, summary_problem) still run
     from jsonschema import exceptions
 
     error = exceptions.best_match(validator(schema).iter_errors(instance))
@@ -102,6 +142,52 @@ def schema_problem(instance: object, schema: dict, prefix: str = "") -> str | No
         finite = " (numbers must be finite)" if isinstance(error.instance, float) and not math.isfinite(error.instance) else ""
         message = f"{reprlib.repr(error.instance)} is not of type {', '.join(map(repr, types))}{finite}"
     return f"{where}: {message}"
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def checkpoint_fields_problem(payload: dict) -> str | None:
+    """'where: what' for the fields loading relies on, checked in plain code (with or without jsonschema): the architecture's
+    name, the classes, the preprocessing numbers (finite, within PREPROCESSING's bounds) and the weights' names."""
+    for key, kind in (("arch", str), ("arch_kwargs", dict), ("meta", dict), ("preprocessing", dict), ("state_dict", dict), ("int8_scales", dict)):
+        if key in payload and not isinstance(payload[key], kind):
+            return f"{key}: {reprlib.repr(payload[key])} is not of type {kind.__name__}"
+    classes = payload.get("classes")
+    if not isinstance(classes, (list, tuple)) or not 2 <= len(classes) <= len(EMOJI) or len(set(map(str, classes))) != len(classes) \
+            or not all(isinstance(c, str) and c in EMOJI for c in classes):
+        return f"classes: {reprlib.repr(classes)} is not a list of 2 to {len(EMOJI)} different class names from {list(EMOJI)}"
+    for name, bounds in PREPROCESSING["properties"].items():
+        value = payload.get("preprocessing", {}).get(name)
+        if value is None:
+            continue
+        low, high, above = bounds.get("minimum", -math.inf), bounds.get("maximum", math.inf), bounds.get("exclusiveMinimum", -math.inf)
+        wrong_type = not isinstance(value, int) or isinstance(value, bool) if bounds["type"] == "integer" else not _is_number(value)
+        if wrong_type or not low <= value <= high or not value > above:
+            return f"preprocessing/{name}: {reprlib.repr(value)} is not a finite {bounds['type']} within its bounds {bounds}"
+    if not payload.get("state_dict") or not all(isinstance(k, str) for k in payload["state_dict"]):
+        return "state_dict: not a non-empty dict of weights by name"
+    return None
+
+
+def summary_problem(data: object) -> str | None:
+    """Why a summary.json document is unusable ('where: what'), None when it is usable: the schema, square confusion matrices
+    (one row and column per class) and unique model names. The writer checks before writing, the reader after reading."""
+    problem = schema_problem(data, SUMMARY_SCHEMA)
+    if problem:
+        return problem
+    if not isinstance(data, dict) or not isinstance(data.get("models"), list) or not all(isinstance(m, dict) and isinstance(m.get("name"), str) for m in data["models"]):
+        return "models: not a list of model entries with names"
+    for model in data["models"]:
+        size = len(model.get("classes") or [])
+        for split, matrix in (model.get("confusion_matrix") or {}).items():
+            if not isinstance(matrix, list) or len(matrix) != size or any(not isinstance(row, list) or len(row) != size for row in matrix):
+                return f"{model['name']}: confusion matrix for {split} is not {size}x{size} (one row and column per class)"
+    names = [m["name"] for m in data["models"]]
+    if len(set(names)) != len(names):
+        return f"models: a model name is listed twice ({', '.join(names)})"
+    return None
 
 
 def arch_kwargs_schema(entry) -> dict:
@@ -120,7 +206,7 @@ def checkpoint_problem(payload: object) -> str | None:
     version = payload.get("version", VERSION)
     if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
         return f"has checkpoint format version {version}; this code reads up to {VERSION}: update Emoji Mirror"
-    problem = schema_problem(payload, CHECKPOINT_SCHEMA)
+    problem = schema_problem(payload, CHECKPOINT_SCHEMA) or checkpoint_fields_problem(payload)
     if problem:
         return f"is not a valid Emoji Mirror checkpoint ({problem})"
     try:

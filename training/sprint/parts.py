@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
-from .data import DataError
+from emoji_mirror.fileio import atomic_open, atomic_write
+
+from ..data import DataError
 
 MANIFEST_SUFFIX = ".parts.json"
 
@@ -37,9 +38,7 @@ def split_file(path: Path, part_bytes: int) -> Path:
             part.write_bytes(chunk)
             parts.append({"name": part.name, "bytes": len(chunk), "sha256": hashlib.sha256(chunk).hexdigest()})
     manifest = {"file": path.name, "bytes": path.stat().st_size, "sha256": file_sha256(path), "parts": parts}
-    tmp = manifest_path(path).with_name(manifest_path(path).name + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, manifest_path(path))
+    atomic_write(manifest_path(path), json.dumps(manifest, indent=1))
     return manifest_path(path)
 
 
@@ -75,12 +74,12 @@ def join_parts(manifest: Path) -> Path:
     if problems:
         raise DataError(f"cannot join {record['file']} from its parts: {'; '.join(problems)} (stage them again: the device calls "
                         f"from `scripts/gpu_sprint.sh`)")
-    tmp = target.with_name(target.name + ".joining.tmp")
-    with tmp.open("wb") as out:
+    digest = hashlib.sha256()
+    with atomic_open(target) as out:
         for part in record["parts"]:
-            out.write((manifest.parent / part["name"]).read_bytes())
-    if file_sha256(tmp) != record["sha256"]:
-        tmp.unlink()
-        raise DataError(f"{record['file']}: its joined parts do not give the file the manifest describes")
-    os.replace(tmp, target)
+            chunk = (manifest.parent / part["name"]).read_bytes()
+            digest.update(chunk)
+            out.write(chunk)
+        if digest.hexdigest() != record["sha256"]:  # raised inside: the joined file is never left behind
+            raise DataError(f"{record['file']}: its joined parts do not give the file the manifest describes")
     return target

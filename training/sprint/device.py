@@ -6,10 +6,10 @@ import json
 import subprocess
 from pathlib import Path
 
-from .sprint_parts import part_paths
-from .sprint_plan import PLANS
+from .parts import part_paths
+from .plan import PLANS
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAVEL_LIMIT_MIB = 64.0  # the device tool's limit on the working tree plus carried paths, per call
 RESULT_FILES = 8  # what comes back: at most 8 files of 16 MiB each under $OUT
 RESULT_FILE_MIB = 16.0
@@ -37,7 +37,7 @@ def tree_bytes(root: Path = REPO_ROOT, untracked: bool = True) -> int:
 
 def device_calls(budget_min: float, manifests: dict[str, Path], plan: str, tree_mib: float) -> list[dict]:
     """The device `run` calls, in order: staging calls that carry pack parts (they stay on the warm machine: data/ is ignored),
-    then the sprint, carrying the last parts and the manifests; the sprint joins and checks the parts (training/sprint_parts.py).
+    then the sprint, carrying the last parts and the manifests; the sprint joins and checks the parts (training/sprint/parts.py).
 
     Parts are grouped greedily into calls that fit beside the tree; the packs a plan does not need do not travel."""
     needed = [name for name in ("ferplus", "fer2013") if name in manifests and any(job.dataset == name for job in PLANS[plan][0])]

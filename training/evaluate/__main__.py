@@ -1,0 +1,106 @@
+"""Score checkpoints on every labelled test split: `python -m training.evaluate --checkpoints checkpoints --data PATH --out results`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from emoji_mirror.checkpoint import CheckpointError
+from emoji_mirror.paths import CHECKPOINT_DIR, DEFAULT_FILE, REPO_ROOT
+from emoji_mirror.default_rule import DEFAULT_RULE
+from emoji_mirror.preprocessing import TTA_MODES
+
+from ..data import DataError
+from ..runtime import pick_device
+from .entries import Datasets, evaluate_entry, find_checkpoints, resolve_members
+from .scoring import Probabilities
+from .summary import SUMMARY_FILE, read_summary, results_table, update_summary, write_default
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--checkpoints", nargs="+", default=None,
+                   help="checkpoint files, names (checkpoints/<name>.pt) or folders (their *.pt and */best.pt); "
+                   "default: checkpoints/, or none when --ensemble is given")
+    p.add_argument("--ensemble", action="append", default=[], metavar="[NAME=]A,B,...",
+                   help="score the mean of these checkpoints' probabilities as one model named NAME (default ensemble_A+B+...); repeatable")
+    p.add_argument("--data", help="FER2013 zip, folder or fer2013.csv (default: $EMOJI_MIRROR_DATA)")
+    p.add_argument("--ferplus", help="FER+ zip or folder, for checkpoints trained on FER+")
+    p.add_argument("--cache-dir", help="where decoded data is cached (default: $EMOJI_MIRROR_CACHE or ~/.cache/emoji_mirror)")
+    p.add_argument("--out", default="results", help="folder for summary.json, CSVs and PNGs")
+    p.add_argument("--tta", choices=(*TTA_MODES, "auto"), default="none",
+                   help="test-time augmentation; auto = the mode with the best accuracy on each model's selection split")
+    p.add_argument("--fresh", action="store_true", help="replace summary.json instead of merging into it by model name")
+    p.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True, help="measure CPU ms per face at batch 1 and 8")
+    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), or a torch device string (latency is always CPU)")
+    p.add_argument("--choose-default", action="store_true",
+                   help=f"write {DEFAULT_FILE.relative_to(REPO_ROOT)} with the model the default rule picks from the merged summary: {DEFAULT_RULE}")
+    args = p.parse_args(argv)
+    if args.checkpoints is None:
+        args.checkpoints = [] if args.ensemble else [str(CHECKPOINT_DIR)]
+    return args
+
+
+def parse_ensemble(spec: str) -> tuple[str, list[str]]:
+    """'NAME=A,B' or 'A,B' -> (name, members); at least two members."""
+    name, _, members_text = spec.rpartition("=")
+    members = [m.strip() for m in members_text.split(",") if m.strip()]
+    if len(members) < 2:
+        raise DataError(f"--ensemble {spec}: name at least two checkpoints, comma-separated")
+    return name.strip() or "ensemble_" + "+".join(Path(m).stem for m in members), members
+
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        if not args.fresh:
+            read_summary(out / SUMMARY_FILE)  # a broken summary is reported before hours of scoring, not after
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    checkpoints, errors = find_checkpoints(args.checkpoints)
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    datasets = Datasets(args.data, args.ferplus, args.cache_dir)
+    device = pick_device(args.device)
+    entries = []
+    probabilities = Probabilities(device)
+    for given, path in checkpoints:
+        print(f"evaluating {given} on {device} (TTA {args.tta}) ...", flush=True)
+        try:
+            entries.append(evaluate_entry([(given, path)], None, datasets, probabilities, out, args.tta, args.latency))
+        except (CheckpointError, DataError) as exc:
+            errors.append(str(exc))
+            print(f"error: {exc}", file=sys.stderr)
+    for spec in args.ensemble:
+        try:
+            name, members = parse_ensemble(spec)
+            print(f"evaluating ensemble {name} of {', '.join(members)} on {device} (TTA {args.tta}) ...", flush=True)
+            entries.append(evaluate_entry(resolve_members(members), name, datasets, probabilities, out, args.tta, args.latency))
+        except (CheckpointError, DataError, FileNotFoundError) as exc:
+            errors.append(str(exc))
+            print(f"error: {exc}", file=sys.stderr)
+    if entries:
+        try:
+            models = update_summary(out, entries, args.fresh)
+        except DataError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(results_table(entries))
+        print(f"wrote {out / SUMMARY_FILE} ({len(models)} models)")
+        if args.choose_default:
+            write_default(models)
+    if errors:
+        print(f"{len(errors)} checkpoint(s) not evaluated; see the errors above", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
