@@ -36,8 +36,11 @@ class LoadedModel:
 
 def atomic_torch_save(obj: object, path: str | os.PathLike) -> None:
     """torch.save through fileio.atomic_open: a kill never leaves half a file."""
-    with atomic_open(path) as f:
-        torch.save(obj, f)
+    try:
+        with atomic_open(path) as f:
+            torch.save(obj, f)
+    except RuntimeError as exc:  # torch's writer on a full disk: "unexpected pos ..."
+        raise OSError(f"could not write {path}: {first_line(exc)} (is the disk full?)") from exc
 
 
 def half_state_dict(state: dict) -> dict:
@@ -83,6 +86,16 @@ def checkpoint_payload(model: nn.Module, arch: str, arch_kwargs: dict, classes, 
     }
 
 
+def size_problem(arch: str, num_classes: int, kwargs: dict) -> str | None:
+    """'build a ...' when these settings ask for more than MAX_PARAMS parameters, counted on the meta device (nothing is
+    allocated); None when they fit. Shared by the checkpoint loader and the trainer's command line."""
+    with torch.device("meta"):
+        asked = count_params(create_model(arch, num_classes=num_classes, **kwargs))
+    if asked > MAX_PARAMS:
+        return f"build a {asked / 1e6:.0f}M-parameter {arch!r}; this code builds at most {MAX_PARAMS / 1e6:.0f}M (refused before building it)"
+    return None
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message, or its type's name when the message is empty."""
     return next(iter(str(exc).strip().splitlines()), type(exc).__name__)
@@ -114,11 +127,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
     kwargs = {k: v for k, v in payload.get("arch_kwargs", {}).items() if k not in init_only}
     preprocessing = Preprocessing.from_dict(payload.get("preprocessing", {}))
     try:
-        with torch.device("meta"):  # what the checkpoint asks for, counted before anything is allocated
-            asked = count_params(create_model(arch, num_classes=len(classes), **kwargs))
-        if asked > MAX_PARAMS:
-            raise CheckpointError(f"{path}: its settings build a {asked / 1e6:.0f}M-parameter {arch!r}; this code loads at most "
-                                  f"{MAX_PARAMS / 1e6:.0f}M (refused before building it)")
+        problem = size_problem(arch, len(classes), kwargs)
+        if problem:
+            raise CheckpointError(f"{path}: its settings {problem}")
         model = create_model(arch, num_classes=len(classes), **kwargs)
         weights, expected = float_state_dict(payload), model.state_dict()
         for name, value in weights.items():

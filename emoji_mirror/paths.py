@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import reprlib
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -66,10 +67,18 @@ def resolve_checkpoint(spec: str | os.PathLike | None = None, tier: str = "live"
     if not raw.suffix:
         candidates.append(CHECKPOINT_DIR / f"{raw.name}.pt")
     for candidate in candidates:
-        if candidate.is_file():
+        if _is_file(candidate):
             return candidate.resolve()
-    tried = "\n  ".join(str(c) for c in candidates)
-    raise FileNotFoundError(f"checkpoint {str(spec)!r} not found; tried:\n  {tried}")
+    tried = "\n  ".join(reprlib.repr(str(c)) for c in candidates)
+    raise FileNotFoundError(f"checkpoint {reprlib.repr(str(spec))} not found; tried:\n  {tried}")
+
+
+def _is_file(path: Path) -> bool:
+    """Path.is_file, False for a name the system refuses (too long, an embedded NUL) instead of an OSError/ValueError."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def run_name_problem(name: str) -> str | None:

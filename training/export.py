@@ -77,6 +77,15 @@ def compact(src: Path, out: Path, precision: str, dataset: FaceDataset | None = 
     return changes
 
 
+def out_problem(checkpoint: Path, out: Path) -> str | None:
+    """Why `out` cannot be written from `checkpoint` (it is the checkpoint itself, or a folder); None when it can."""
+    if out.resolve() == checkpoint.resolve():
+        return f"--out {out} is the checkpoint being read: choose another file, it would be overwritten"
+    if out.is_dir():
+        return f"--out {out} is a folder: name the file to write"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     form = parser.add_mutually_exclusive_group(required=True)
@@ -91,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--int8 and --fp16 need --out")
     try:
         checkpoint = resolve_checkpoint(args.onnx or args.int8 or args.fp16)
+        problem = out_problem(checkpoint, args.out or checkpoint.with_suffix(".onnx"))
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
         if args.onnx:
             out = args.out or checkpoint.with_suffix(".onnx")
             metadata = export_onnx(checkpoint, out)
@@ -99,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         precision = "int8" if args.int8 else "fp16"
         dataset = load_dataset(args.data, args.cache_dir) if args.data else None
         changes = compact(checkpoint, args.out, precision, dataset)
-    except (FileNotFoundError, CheckpointError, DataError) as exc:
+    except (OSError, CheckpointError, DataError) as exc:  # OSError: not found, or an --out that cannot be written
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}: {precision}, {args.out.stat().st_size / 2**20:.1f} MiB (was {checkpoint.stat().st_size / 2**20:.1f} MiB)")

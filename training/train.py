@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
+import fcntl
 import math
+import reprlib
 import os
 import sys
 import time
@@ -17,9 +20,10 @@ import torch.distributed as dist
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
-from emoji_mirror.checkpoint import CheckpointError, atomic_torch_save, checkpoint_payload, half_state_dict, load_model, read_checkpoint
+from emoji_mirror.checkpoint import CheckpointError, atomic_torch_save, first_line, size_problem, checkpoint_payload, half_state_dict, load_model, read_checkpoint
 from emoji_mirror.fileio import atomic_write
-from emoji_mirror.models import count_params, create_model, list_models
+from emoji_mirror.models import count_params, create_model, list_models, model_entry
+from emoji_mirror.schemas import arch_kwargs_schema, schema_problem
 from emoji_mirror.paths import run_name_problem
 from emoji_mirror.preprocessing import Preprocessing, normalize
 
@@ -154,7 +158,10 @@ class Trainer:
     def __init__(self, s: argparse.Namespace, data: RunData, num_classes: int, rt: Runtime):
         self.s, self.rt = s, rt
         seed_everything(s.seed)
-        self.model = create_model(s.model, num_classes=num_classes, **s.model_kwargs).to(rt.device)
+        try:
+            self.model = create_model(s.model, num_classes=num_classes, **s.model_kwargs).to(rt.device)
+        except OSError as exc:  # initial weights that must be fetched (pretrained=true) and cannot be
+            raise DataError(f"{s.model} with --model-kwargs {json.dumps(s.model_kwargs)}: cannot get its initial weights: {first_line(exc)}") from None
         if rt.device.type != "cpu" or rt.amp_dtype is not None:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = AveragedModel(self.model, multi_avg_fn=ema_multi_avg_fn(s.ema_decay, s.ema_warmup), use_buffers=True) if s.ema_decay else None
@@ -318,8 +325,31 @@ def train_one(model_name: str, dataset: FaceDataset, args: argparse.Namespace, r
     tracked = tracked_splits(s, data)
     config = run_config(s, dataset, rt)
     run_dir = Path(s.output_dir) / (s.name or model_name)
-    deadline = time.monotonic() + 60 * s.time_budget_min if s.time_budget_min else None
     trainer = Trainer(s, data, len(dataset.classes), rt)
+    with run_lock(run_dir, rt):
+        return train_locked(trainer, s, dataset, data, tracked, config, run_dir, rt)
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path, rt: Runtime):
+    """Hold run_dir/.lock while training (rank 0): a second process given the same run is refused, never interleaved."""
+    if not rt.is_main:
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "a+b") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CheckpointError(f"run {run_dir} is being trained by another process right now; wait for it, or use another --name") from None
+        yield
+
+
+def train_locked(trainer: Trainer, s: argparse.Namespace, dataset: FaceDataset, data: RunData, tracked: list[str], config: dict,
+                 run_dir: Path, rt: Runtime) -> Path:
+    """train_one's loop, under the run's lock: resume, train epoch by epoch (saving each), then finalize."""
+    model_name = s.model
+    deadline = time.monotonic() + 60 * s.time_budget_min if s.time_budget_min else None
     state = resume(trainer, run_dir / "last.pt", config, s)
     if state["done"] and rt.is_main:
         print(f"[{model_name}] already finished; scoring and exporting its best checkpoint {run_dir / 'best.pt'}", flush=True)
@@ -472,10 +502,41 @@ def command_line(**settings) -> list[str]:
     return [sys.executable, "-m", "training.train", *argv]
 
 
-def cli_problem(args: argparse.Namespace) -> str | None:
-    """What makes the command line unusable before any data is read (None when nothing does)."""
+def cli_problem(args: argparse.Namespace, models: list[str] = ()) -> str | None:
+    """What makes the command line unusable before any data is read (None when nothing does): counts below 1, numbers that
+    are not finite, model settings the architecture does not take or that build too large a model, output folders that
+    are files or cannot be made (checked now, not after training)."""
     if args.epochs < 1:
         return f"--epochs must be at least 1 (got {args.epochs})"
+    for flag in ("batch_size", "max_train_images", "workers"):
+        value = getattr(args, flag)
+        if value is not None and value < (0 if flag == "workers" else 1):
+            return f"--{flag.replace('_', '-')} must be at least {0 if flag == 'workers' else 1} (got {value})"
+    for flag, value in vars(args).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"--{flag.replace('_', '-')} must be a finite number (got {value})"
+    if args.lr is not None and args.lr <= 0:
+        return f"--lr must be positive (got {args.lr})"
+    if not isinstance(args.model_kwargs, dict):
+        return f"--model-kwargs must be a JSON object (got {reprlib.repr(args.model_kwargs)})"
+    for model in models:
+        entry = model_entry(model)
+        unknown = sorted(set(args.model_kwargs) - set(entry.checkpoint_kwargs) - set(entry.init_only))
+        problem = (f"{model} takes no setting {', '.join(unknown)} (it takes: {', '.join([*entry.checkpoint_kwargs, *entry.init_only]) or 'none'})"
+                   if unknown else schema_problem(args.model_kwargs, arch_kwargs_schema(entry)))
+        try:
+            problem = problem or size_problem(model, 8, {k: v for k, v in args.model_kwargs.items() if k not in entry.init_only})
+        except (TypeError, ValueError, RuntimeError) as exc:
+            problem = f"does not build {model}: {first_line(exc)}"
+        if problem:
+            return f"--model-kwargs {json.dumps(args.model_kwargs)[:200]}: {problem}"
+    for flag in ("output_dir", "export_dir"):
+        folder = getattr(args, flag)
+        if folder:
+            try:
+                Path(folder).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                return f"--{flag.replace('_', '-')} {str(folder)[:200]}: cannot be a folder here ({exc.strerror or exc})"
     if args.time_budget_min is not None and args.time_budget_min <= 0:
         return f"--time-budget-min must be positive (got {args.time_budget_min})"
     if args.name and run_name_problem(args.name):  # the name is a folder under --output-dir: never a path out of it
@@ -493,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.name and len(models) > 1:
         print("error: --name needs a single --model", file=sys.stderr)
         return 2
-    problem = cli_problem(args)
+    problem = cli_problem(args, models)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -502,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         rt = setup_runtime(args.device, args.amp)
         for model_name in models:
             train_one(model_name, dataset, args, rt)
-    except (DataError, CheckpointError) as exc:
+    except (DataError, CheckpointError, OSError) as exc:  # OSError: a file that cannot be written (a full disk)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
