@@ -54,6 +54,8 @@ def read_image(source: str | os.PathLike | bytes, name: str | None = None, max_s
     """A file path or encoded bytes -> (BGR uint8 image at most max_side pixels a side, its scale to the original), EXIF
     rotation applied; ImageReadError saying why not (missing, not a supported image, corrupt, over MAX_PIXELS)."""
     name = name or ("upload" if isinstance(source, bytes) else str(source))
+    if not isinstance(source, bytes) and os.path.exists(source) and not os.path.isfile(source):  # a FIFO would block forever
+        raise ImageReadError(f"{name}: not a regular file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS, lower, refuses those with a message

@@ -10,12 +10,13 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .checkpoint import CheckpointError
 from .classifier import EmotionClassifier
 from .detector import FaceDetector
 from .face_model import FaceModelError
-from .images import MAX_PIXELS, SUPPORTED, ImageReadError, array_to_bgr, read_image
+from .images import MAX_PIXELS, SUPPORTED, ImageReadError, array_to_bgr, read_image, too_large
 from .paths import resolve_checkpoint
 from .face_result import FaceResult
 from .pipeline import MirrorPipeline, MirrorSettings
@@ -40,17 +41,43 @@ def _classifier(checkpoint: Path) -> EmotionClassifier:
     return EmotionClassifier.from_checkpoint(str(checkpoint))
 
 
-def predict_image(image: str | os.PathLike | np.ndarray, checkpoint: str | None = None, min_confidence: float = 0.5) -> list[dict]:
-    """Faces in an image file (JPEG, PNG, WebP, BMP, GIF, TIFF) or an array (uint8 gray, RGB or RGBA; uint16 and floats in
-    [0, 1] are converted), best detector score first, each as face_record() describes.
+def image_to_bgr(image) -> tuple[np.ndarray, float]:
+    """(BGR uint8 image to analyse, its size over the original's) from a file path, a numpy array, a PIL image or a torch
+    tensor (H x W, H x W x C, or C x H x W with C of 1, 3 or 4); ImageReadError for anything else."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image)
+    if isinstance(image, Image.Image):
+        if image.width * image.height > MAX_PIXELS:
+            raise too_large("image", image.width, image.height)
+        image = np.asarray(image if image.mode in ("L", "RGB", "RGBA") else image.convert("RGB"))
+    elif type(image).__module__.startswith("torch") and hasattr(image, "detach"):
+        image = image.detach().cpu().numpy()
+        if image.ndim == 3 and image.shape[0] in (1, 3, 4) and image.shape[-1] not in (1, 3, 4):
+            image = image.transpose(1, 2, 0)  # torchvision's C x H x W
+    if not isinstance(image, np.ndarray):
+        raise ImageReadError(f"predict_image takes a file path, a numpy array, a PIL image or a torch tensor, not {type(image).__name__}")
+    bgr = array_to_bgr(image)
+    return bgr, max(bgr.shape[:2]) / max(image.shape[:2])
 
-    Raises ImageReadError (unusable image or array), FileNotFoundError / CheckpointError (checkpoint) or FaceModelError.
+
+def confidence_problem(value) -> str | None:
+    """Why `value` is not a usable min_confidence (a real number from 0 to 1); None when it is."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 <= value <= 1:
+        return f"min_confidence must be a number from 0 to 1, not {value!r}"
+    return None
+
+
+def predict_image(image, checkpoint: str | None = None, min_confidence: float = 0.5) -> list[dict]:
+    """Faces in an image file (JPEG, PNG, WebP, BMP, GIF, TIFF), an array (uint8 gray, RGB or RGBA; uint16 and floats in
+    [0, 1] are converted), a PIL image or a torch tensor, best detector score first, each as face_record() describes.
+
+    Raises ImageReadError (unusable image, array or type), ValueError (min_confidence not in [0, 1]), FileNotFoundError /
+    CheckpointError (checkpoint) or FaceModelError.
     """
-    if isinstance(image, np.ndarray):
-        bgr = array_to_bgr(image)
-        scale = max(bgr.shape[:2]) / max(image.shape[:2])
-    else:
-        bgr, scale = read_image(image)
+    problem = confidence_problem(min_confidence)
+    if problem:
+        raise ValueError(problem)
+    bgr, scale = image_to_bgr(image)
     classifier = _classifier(resolve_checkpoint(checkpoint, tier="photo"))
     with FaceDetector() as detector:
         _, faces = MirrorPipeline(classifier, detector, MirrorSettings(min_confidence=min_confidence)).annotate_image(bgr)
@@ -97,7 +124,12 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             _, results = pipeline.annotate_image(image)
             faces = [face_record(face, classifier.classes, scale) for face in results]
-            print(json.dumps({"image": str(path), "faces": faces}, ensure_ascii=False) if args.json else describe(str(path), faces), flush=True)
+            try:
+                print(json.dumps({"image": str(path), "faces": faces}, ensure_ascii=False) if args.json else describe(str(path), faces), flush=True)
+            except OSError as exc:  # stdout is full (/dev/full) or closed: say so once, and stop
+                sys.stdout = open(os.devnull, "w")  # nothing more for the interpreter to flush at exit
+                print(f"error: cannot write the results: {exc.strerror or exc}", file=sys.stderr)
+                return 1
     return 1 if failures else 0
 
 

@@ -85,7 +85,12 @@ def job_panel(watching: bool) -> None:
 
 
 st.title("🏋️ Train")
-st.caption(f"Jobs run in the background (`python -m training.jobs`) and keep running if you close or reload this page. Runs go to `{jobs.runs_dir()}`.")
+try:
+    runs = jobs.runs_dir()
+except jobs.JobError as exc:  # a bad $EMOJI_MIRROR_RUNS: one clear line, not a traceback
+    st.error(str(exc))
+    st.stop()
+st.caption(f"Jobs run in the background (`python -m training.jobs`) and keep running if you close or reload this page. Runs go to `{runs}`.")
 
 try:
     running = jobs.active_job() is not None
@@ -119,9 +124,9 @@ estimates = "  \n".join(epoch_estimate(m, request.max_train_images) for m in mod
 if models:
     gpu = " With CUDA it is far faster." if device != "cpu" and torch.cuda.is_available() else ""
     st.info(f"{estimates}  \nEach model trains in turn, for at most {request.epochs} epochs.{gpu}")
-missing = [run for run in request.run_names() if not (jobs.runs_dir() / run / "last.pt").is_file()]
+missing = [run for run in request.run_names() if not (runs / run / "last.pt").is_file()]
 if resume and missing:
-    st.warning(f"Nothing to resume for {', '.join(missing)} (no last.pt in `{jobs.runs_dir()}`): those start from epoch 1.")
+    st.warning(f"Nothing to resume for {', '.join(missing)} (no last.pt in `{runs}`): those start from epoch 1.")
 
 if st.button("🚀 Start training", type="primary", key="start"):
     try:

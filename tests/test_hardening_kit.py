@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -76,12 +77,15 @@ def test_an_unwritable_cache_costs_a_warning_not_the_run(tiny_zip, tmp_path, cap
 def test_a_run_being_trained_elsewhere_is_refused_not_overwritten(tiny_zip, tmp_path, capsys):
     run_dir = tmp_path / "runs" / "same"
     run_dir.mkdir(parents=True)
-    with open(run_dir / ".lock", "a+b") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another training process holds the run
+    held = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another training process holds the run
         refused(capsys, ["--model", "baseline_cnn", "--name", "same", "--data", str(tiny_zip), "--cache-dir", str(tmp_path / "cache"),
                          "--output-dir", str(tmp_path / "runs"), "--epochs", "1", "--device", "cpu", "--no-progress"],
                 "being trained by another process")
-    assert not (run_dir / "last.pt").exists()
+    finally:
+        os.close(held)
+    assert list(run_dir.iterdir()) == []
 
 
 def test_export_never_overwrites_the_checkpoint_it_reads(tiny_checkpoint, tmp_path, capsys):

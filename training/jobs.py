@@ -6,6 +6,7 @@ import argparse
 import fcntl
 import json
 import os
+import reprlib
 import shlex
 import signal
 import subprocess
@@ -34,8 +35,17 @@ class JobError(RuntimeError):
 
 
 def runs_dir() -> Path:
-    """$EMOJI_MIRROR_RUNS (relative paths are taken from the repository root), else <repo>/runs."""
-    return REPO_ROOT / Path(os.environ.get(RUNS_ENV, "runs")).expanduser()
+    """$EMOJI_MIRROR_RUNS (relative paths are taken from the repository root), else <repo>/runs; JobError when it names
+    something that is not a folder and cannot become one."""
+    path = REPO_ROOT / Path(os.environ.get(RUNS_ENV, "runs")).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        usable = path.is_dir() and os.access(path, os.W_OK)
+    except OSError:
+        usable = False
+    if not usable:
+        raise JobError(f"${RUNS_ENV} ({reprlib.repr(str(path))}) is not a writable folder: point it at one")
+    return path
 
 
 def repo_path(text: str) -> Path:

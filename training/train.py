@@ -332,17 +332,21 @@ def train_one(model_name: str, dataset: FaceDataset, args: argparse.Namespace, r
 
 @contextlib.contextmanager
 def run_lock(run_dir: Path, rt: Runtime):
-    """Hold run_dir/.lock while training (rank 0): a second process given the same run is refused, never interleaved."""
+    """Hold an exclusive flock on the run's folder while training (rank 0; no lock file): a second process given the same
+    run is refused, never interleaved."""
     if not rt.is_main:
         yield
         return
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ".lock", "a+b") as lock:
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise CheckpointError(f"run {run_dir} is being trained by another process right now; wait for it, or use another --name") from None
         yield
+    finally:
+        os.close(fd)
 
 
 def train_locked(trainer: Trainer, s: argparse.Namespace, dataset: FaceDataset, data: RunData, tracked: list[str], config: dict,
@@ -530,17 +534,27 @@ def cli_problem(args: argparse.Namespace, models: list[str] = ()) -> str | None:
             problem = f"does not build {model}: {first_line(exc)}"
         if problem:
             return f"--model-kwargs {json.dumps(args.model_kwargs)[:200]}: {problem}"
-    for flag in ("output_dir", "export_dir"):
-        folder = getattr(args, flag)
-        if folder:
-            try:
-                Path(folder).mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                return f"--{flag.replace('_', '-')} {str(folder)[:200]}: cannot be a folder here ({exc.strerror or exc})"
     if args.time_budget_min is not None and args.time_budget_min <= 0:
         return f"--time-budget-min must be positive (got {args.time_budget_min})"
     if args.name and run_name_problem(args.name):  # the name is a folder under --output-dir: never a path out of it
         return f"--name: {run_name_problem(args.name)}"
+    for flag in ("output_dir", "export_dir"):
+        problem = getattr(args, flag) and folder_problem(Path(getattr(args, flag)))
+        if problem:
+            return f"--{flag.replace('_', '-')} {str(getattr(args, flag))[:200]}: {problem}"
+    return None
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why `folder` cannot be (or become) a writable folder, without creating anything; None when it can."""
+    try:
+        for ancestor in (folder, *folder.parents):
+            if ancestor.exists():
+                if not ancestor.is_dir():
+                    return f"cannot be a folder here ({ancestor} is a file)"
+                return None if os.access(ancestor, os.W_OK) else f"cannot be a folder here ({ancestor} is not writable)"
+    except OSError as exc:
+        return f"cannot be a folder here ({exc.strerror or exc})"
     return None
 
 

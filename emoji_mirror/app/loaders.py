@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import streamlit as st
@@ -32,12 +33,17 @@ def load_classifier(path: str, modified: float, threads: int = 1) -> EmotionClas
 
 
 def torch_threads() -> int:
-    """Torch CPU threads for the app's inference: $EMOJI_MIRROR_TORCH_THREADS (a positive integer), else 1."""
+    """Torch CPU threads for the app's inference: $EMOJI_MIRROR_TORCH_THREADS (a positive integer, capped at the core count
+    with a warning), else 1."""
     raw = os.environ.get(TORCH_THREADS_ENV, "").strip()
     if not raw:
         return 1
     if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"${TORCH_THREADS_ENV} must be a positive integer, got {raw!r}")
+        raise ValueError(f"${TORCH_THREADS_ENV} must be a positive integer, got {raw[:40]!r}")
+    cores = os.cpu_count() or 1
+    if int(raw) > cores:
+        warnings.warn(f"${TORCH_THREADS_ENV}={raw[:40]} is more than this machine's {cores} cores; using {cores}", stacklevel=2)
+        return cores
     return int(raw)
 
 

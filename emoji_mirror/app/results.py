@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,10 +57,14 @@ def load_summary(directory: Path | None = None) -> Summary:
     directory = directory or results_dir()
     path = directory / SUMMARY_NAME
     try:
+        if path.exists() and not path.is_file():  # a FIFO or device would block or never end
+            raise ResultsError(f"{reprlib.repr(str(path))} is not a regular file; point ${RESULTS_ENV} at a results folder")
         data = json.loads(path.read_text(encoding="utf-8"))
         problem = summary_problem(data)
     except (FileNotFoundError, IsADirectoryError):
-        raise FileNotFoundError(f"{path} not found; create it with `{EVALUATE_COMMAND}`") from None
+        raise FileNotFoundError(f"{reprlib.repr(str(path))} not found; create it with `{EVALUATE_COMMAND}`") from None
+    except OSError as exc:  # $EMOJI_MIRROR_RESULTS a file (/etc/passwd), too long a name, unreadable
+        raise ResultsError(f"{reprlib.repr(str(path))} cannot be read ({exc.strerror or exc}); point ${RESULTS_ENV} at a results folder") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ResultsError(f"{path} is not valid JSON ({exc}); re-create it with `{EVALUATE_COMMAND}`") from None
     except RecursionError:

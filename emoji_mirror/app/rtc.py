@@ -30,9 +30,20 @@ def rtc_configuration() -> dict:
         ice_servers = json.loads(raw)
     except json.JSONDecodeError as error:
         raise ValueError(f"${ICE_SERVERS_ENV} is not valid JSON: {error.msg} at character {error.pos}") from None
-    if not isinstance(ice_servers, list) or not all(isinstance(server, dict) and "urls" in server for server in ice_servers):
+    except RecursionError:
+        raise ValueError(f"${ICE_SERVERS_ENV} is nested too deeply to be a list of ICE servers") from None
+    if not isinstance(ice_servers, list) or not all(_is_ice_server(server) for server in ice_servers):
         raise ValueError(f'${ICE_SERVERS_ENV} must be a JSON list of {{"urls": ...}} objects, e.g. [{{"urls": ["stun:stun.example.org:3478"]}}]')
     return {"iceServers": ice_servers}
+
+
+def _is_ice_server(server: object) -> bool:
+    """An RTCIceServer: "urls" a string or a non-empty list of strings; "username" and "credential" strings when given."""
+    if not isinstance(server, dict):
+        return False
+    urls = server.get("urls")
+    urls_ok = isinstance(urls, str) or (isinstance(urls, list) and bool(urls) and all(isinstance(u, str) for u in urls))
+    return urls_ok and all(isinstance(server.get(k, ""), str) for k in ("username", "credential"))
 
 
 def _is_loopback(host: str) -> bool:
