@@ -10,6 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from .checkpoint import CheckpointError
@@ -50,7 +51,7 @@ def image_to_bgr(image) -> tuple[np.ndarray, float]:
         if image.width * image.height > MAX_PIXELS:
             raise too_large("image", image.width, image.height)
         image = np.asarray(image if image.mode in ("L", "RGB", "RGBA") else image.convert("RGB"))
-    elif type(image).__module__.startswith("torch") and hasattr(image, "detach"):
+    elif isinstance(image, torch.Tensor):
         image = image.detach().cpu().numpy()
         if image.ndim == 3 and image.shape[0] in (1, 3, 4) and image.shape[-1] not in (1, 3, 4):
             image = image.transpose(1, 2, 0)  # torchvision's C x H x W

@@ -6,14 +6,12 @@ import os
 import random
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
+from emoji_mirror.paths import REPO_ROOT
 
 @dataclass
 class Runtime:

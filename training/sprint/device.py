@@ -6,10 +6,11 @@ import json
 import subprocess
 from pathlib import Path
 
+from emoji_mirror.paths import REPO_ROOT
+
 from .parts import part_paths
 from .plan import PLANS
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAVEL_LIMIT_MIB = 64.0  # the device tool's limit on the working tree plus carried paths, per call
 RESULT_FILES = 8  # what comes back: at most 8 files of 16 MiB each under $OUT
 RESULT_FILE_MIB = 16.0
