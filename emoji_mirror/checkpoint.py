@@ -12,10 +12,12 @@ import torch.nn as nn
 from .fileio import atomic_open
 from .schemas import FORMAT, VERSION, checkpoint_problem
 from .models import count_params, create_model, model_entry
-from .preprocessing import Preprocessing
+from .preprocessing import Preprocessing, normalize
 
 
+PROBE_LEVELS = (0, 128, 255)  # the grey levels of the faces a checkpoint is tried on when it is loaded
 MAX_PARAMS = 50_000_000  # ResNet-18 is 11M; a checkpoint asking for more is refused before the model is built
+MAX_FILE_BYTES = 1 << 30  # 50M fp32 parameters with a run's training state (EMA, raw weights, momentum) fit; larger is refused unread
 
 
 class CheckpointError(ValueError):
@@ -96,6 +98,12 @@ def size_problem(arch: str, num_classes: int, kwargs: dict) -> str | None:
     return None
 
 
+def probe_faces(preprocessing: Preprocessing) -> torch.Tensor:
+    """Plain black, grey and white faces, normalised: what every checkpoint must score with finite numbers before it is used."""
+    size = preprocessing.input_size
+    return normalize(torch.tensor(PROBE_LEVELS, dtype=torch.uint8).view(-1, 1, 1, 1).expand(-1, 1, size, size), preprocessing)
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message, or its type's name when the message is empty."""
     return next(iter(str(exc).strip().splitlines()), type(exc).__name__)
@@ -107,8 +115,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes): not a checkpoint")
+    if size > MAX_FILE_BYTES:
+        raise CheckpointError(f"{path} is {size / 2**30:.1f} GiB; checkpoints are at most {MAX_FILE_BYTES / 2**30:.0f} GiB (refused unread)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -139,10 +150,12 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
         model.load_state_dict(weights)
         model.eval()
         with torch.inference_mode():
-            scores = model(torch.zeros(1, 1, preprocessing.input_size, preprocessing.input_size))
+            scores = model(probe_faces(preprocessing))
     except (RuntimeError, ValueError, TypeError, AssertionError) as exc:
         raise CheckpointError(f"{path}: its weights and settings do not fit architecture {arch!r}: {first_line(exc)}") from exc
-    if tuple(scores.shape) != (1, len(classes)):
-        raise CheckpointError(f"{path}: architecture {arch!r} gives {tuple(scores.shape)} scores for one face, not one per class ({len(classes)})")
+    if tuple(scores.shape) != (len(PROBE_LEVELS), len(classes)):
+        raise CheckpointError(f"{path}: architecture {arch!r} gives {tuple(scores.shape[1:])} scores for one face, not one per class ({len(classes)})")
+    if not torch.isfinite(scores).all():
+        raise CheckpointError(f"{path}: gives NaN or infinite scores for plain black, grey and white faces (its weights or preprocessing are broken)")
     model.to(device, memory_format=torch.channels_last)  # oneDNN's fast layout: about 2x faster per face on CPU at batch 1
     return LoadedModel(model, arch, classes, preprocessing, payload.get("meta", {}), Path(path))

@@ -19,15 +19,18 @@ VERSION = 1
 
 
 PERCENT = {"type": "number", "minimum": 0, "maximum": 100}
-SCORE_PROPERTIES = {"accuracy": PERCENT, "macro_f1": PERCENT, "n": {"type": "integer", "minimum": 0}}
+COUNT = {"type": "integer", "minimum": 0, "maximum": 10**9}  # images, votes, confusion counts: far above any dataset, far below overflow
+PARAMS = {"type": "integer", "minimum": 0, "maximum": 10**12}
+SCORE_PROPERTIES = {"accuracy": PERCENT, "macro_f1": PERCENT, "mean_recall": PERCENT, "n": COUNT}
 CLASSES = {"type": "array", "minItems": 2, "maxItems": len(EMOJI), "uniqueItems": True, "items": {"enum": list(EMOJI)}}
 # Every field of preprocessing.Preprocessing; a missing one takes the dataclass default, an unknown one is ignored.
 PREPROCESSING = {
     "type": "object",
     "properties": {
         "input_size": {"type": "integer", "minimum": 8, "maximum": 512},
-        "mean": {"type": "number"},
-        "std": {"type": "number", "exclusiveMinimum": 0},
+        # inputs are scaled to [0, 1] first: wider bounds could only overflow the network (NaN scores), never help it
+        "mean": {"type": "number", "minimum": -1, "maximum": 2},
+        "std": {"type": "number", "minimum": 0.01, "maximum": 10},
         "face_margin": {"type": "number", "minimum": -0.2, "maximum": 1.0},
         "face_offset_y": {"type": "number", "minimum": -0.5, "maximum": 0.5},
     },
@@ -41,8 +44,8 @@ META = {
         "selection_split": OPTIONAL_TEXT,
         "data_fingerprint": OPTIONAL_TEXT,
         "commit": OPTIONAL_TEXT,
-        "epoch": {"type": "integer", "minimum": 0},
-        "params": {"type": "integer", "minimum": 0},
+        "epoch": COUNT,
+        "params": PARAMS,
         "history": {"type": "array"},
         "config": {"type": "object"},
     },
@@ -70,7 +73,7 @@ _SCORES = {"type": "object", "required": ["accuracy", "macro_f1"], "properties":
 _CLASS_SCORES = {
     "type": "object",
     "required": ["precision", "recall", "f1", "support"],
-    "properties": {name: {"type": "number", "minimum": 0} for name in ("precision", "recall", "f1", "support")},
+    "properties": {**{name: PERCENT for name in ("precision", "recall", "f1")}, "support": COUNT},
 }
 _IMAGES = {"type": "object", "additionalProperties": {"type": "string"}}
 _MODEL = {
@@ -81,8 +84,12 @@ _MODEL = {
         "name": {"type": "string", "minLength": 1},
         "arch": {"type": "string"},
         "checkpoint": {"type": "string"},
-        "params": {"type": "integer", "minimum": 0},
+        "params": PARAMS,
         "file_mb": {"type": "number", "minimum": 0},
+        "data_fingerprint": OPTIONAL_TEXT,
+        "commit": OPTIONAL_TEXT,
+        "members": {"type": "array", "items": {"type": "string"}},
+        "tta_accuracy_on_selection": {"type": "object", "additionalProperties": PERCENT},
         "dataset": {"type": "string"},
         "classes": CLASSES,
         "selection_split": {"type": ["string", "null"]},
@@ -91,7 +98,7 @@ _MODEL = {
         "per_class": {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": _CLASS_SCORES}},
         "confusion_matrix": {
             "type": "object",
-            "additionalProperties": {"type": "array", "items": {"type": "array", "items": {"type": "integer", "minimum": 0}}},
+            "additionalProperties": {"type": "array", "items": {"type": "array", "items": COUNT}},
         },
         "latency_ms_per_face": {"type": ["object", "null"], "additionalProperties": {"type": "number", "minimum": 0}},
         "train": {"type": "object"},
@@ -117,7 +124,7 @@ def _validator():
         return None
     types = Draft202012Validator.TYPE_CHECKER.redefine_many(
         {
-            "number": lambda _, value: isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+            "number": lambda _, value: _is_number(value),
             "integer": lambda _, value: isinstance(value, int) and not isinstance(value, bool),
             "array": lambda _, value: isinstance(value, (list, tuple)),
         }
@@ -145,7 +152,8 @@ def schema_problem(instance: object, schema: dict, prefix: str = "") -> str | No
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """An int (of any size) or a finite float; not a bool."""
+    return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and math.isfinite(value))
 
 
 def checkpoint_fields_problem(payload: dict) -> str | None:

@@ -4,7 +4,7 @@ import cv2
 import pandas as pd
 import streamlit as st
 
-from emoji_mirror.images import EXTENSIONS, MAX_PIXELS, ImageReadError, read_image
+from emoji_mirror.images import EXTENSIONS, MAX_PIXELS, MIN_FACE_SIDE, ImageReadError, read_image
 from emoji_mirror.pipeline import MirrorPipeline, MirrorSettings
 from emoji_mirror.app.loaders import load_overlay, models_or_stop
 
@@ -30,9 +30,13 @@ if st.toggle("Take a photo with the camera"):
 for name, data in photos:
     st.subheader(name)
     try:
-        image, _ = read_image(data, name, MAX_SIDE)
+        image, scale = read_image(data, name, MAX_SIDE)
     except ImageReadError as exc:
         st.error(f"Skipped: {exc}")
+        continue
+    if min(image.shape[:2]) < MIN_FACE_SIDE:  # nor could it be shown: scaled to fit the page, it would be 0 pixels high
+        height, width = (round(side / scale) for side in image.shape[:2])
+        st.warning(f"{name}: no face found: at {width:,} x {height:,} pixels the image is too thin to hold a face.")
         continue
     annotated, faces = pipeline.annotate_image(image, numbered=True)  # numbers match the "Face N" charts below
     st.image(cv2.cvtColor(annotated, cv2.COLOR_BGR2RGB), width=min(annotated.shape[1], 720))

@@ -39,6 +39,13 @@ def nan_weights(payload):
     payload["state_dict"][name][0] = math.nan
 
 
+def overflowing(payload):
+    """Finite weights so large that every score overflows (the network then answers NaN)."""
+    for value in payload["state_dict"].values():
+        if value.is_floating_point() and value.dim() == 2:
+            value.fill_(3e38)
+
+
 # name -> how the payload is damaged -> what the one-line message says
 DAMAGED = {
     "no_state_dict": (drop("state_dict"), "'state_dict' is a required property"),
@@ -56,7 +63,10 @@ DAMAGED = {
     "input_size_text": (set_in("preprocessing", "input_size", value="48"), "preprocessing/input_size: '48' is not of type 'integer'"),
     "margin": (set_in("preprocessing", "face_margin", value=-0.6), "preprocessing/face_margin: -0.6 is less than the minimum of -0.2"),
     "offset": (set_in("preprocessing", "face_offset_y", value=0.7), "preprocessing/face_offset_y: 0.7 is greater than the maximum of 0.5"),
-    "std_0": (set_in("preprocessing", "std", value=0.0), "preprocessing/std: 0.0 is less than or equal to the minimum of 0"),
+    "std_0": (set_in("preprocessing", "std", value=0.0), "preprocessing/std: 0.0 is less than the minimum of 0.01"),
+    "std_tiny": (set_in("preprocessing", "std", value=1e-300), "preprocessing/std: 1e-300 is less than the minimum of 0.01"),
+    "mean_huge": (set_in("preprocessing", "mean", value=1e308), "preprocessing/mean: 1e+308 is greater than the maximum of 2"),
+    "overflow": (overflowing, "gives NaN or infinite scores for plain black, grey and white faces"),
     "std_nan": (set_in("preprocessing", "std", value=math.nan), "preprocessing/std: nan is not of type 'number' (numbers must be finite)"),
     "mean_inf": (set_in("preprocessing", "mean", value=math.inf), "preprocessing/mean: inf is not of type 'number' (numbers must be finite)"),
     "nan_weights": (nan_weights, "hold NaN or infinite values"),
@@ -84,6 +94,15 @@ def test_each_damage_is_one_sentence_at_load(tmp_path, name):
     message = str(refused.value)
     assert DAMAGED[name][1] in message and message.startswith(str(path)) and "\n" not in message, message
     assert len(message) < 400, message
+
+
+def test_a_file_over_1_gib_is_refused_unread(tmp_path, monkeypatch):
+    huge = tmp_path / "huge.pt"
+    with open(huge, "wb") as f:
+        f.truncate((1 << 30) + 1)  # sparse: no disk used
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("a 1 GiB checkpoint was read"))
+    with pytest.raises(CheckpointError, match=r"huge\.pt is 1\.0 GiB; checkpoints are at most 1 GiB \(refused unread\)"):
+        load_model(huge)
 
 
 def test_an_empty_file_is_named_empty(tmp_path):

@@ -110,3 +110,24 @@ def test_an_overlong_checkpoint_name_is_not_found_not_an_oserror(monkeypatch):
     monkeypatch.setenv(CHECKPOINT_ENV, "y" * 5000)
     with pytest.raises(FileNotFoundError):
         resolve_checkpoint()
+
+
+@pytest.mark.parametrize("form", ["zip", "folder"])
+def test_a_member_larger_than_a_face_can_be_is_refused_unread(tmp_path, monkeypatch, form):
+    """A zip of a few MB with a 4 GiB member of zeros used 7.3 GB and ended in MemoryError; its declared size is checked first."""
+    import shutil
+    import zipfile
+
+    from training.data import DataError, forms
+
+    source = make_fer2013(tmp_path / "fer2013.zip")
+    with zipfile.ZipFile(source, "a", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("train/angry/bomb.jpg", bytes(2 << 20))  # 2 MiB of zeros: over the 1 MiB a face may be
+    if form == "folder":
+        shutil.unpack_archive(source, tmp_path / "tree")
+        source = tmp_path / "tree"
+    opened = []
+    monkeypatch.setattr(forms, "decode_image", lambda data, name: opened.append(name) or forms.np.zeros((48, 48), forms.np.uint8))
+    with pytest.raises(DataError, match=r"train/angry/bomb.jpg: declares 2,097,152 bytes, more than a face image of this dataset can be"):
+        load_dataset(source, cache_dir=tmp_path / "cache")
+    assert "train/angry/bomb.jpg" not in opened

@@ -58,3 +58,29 @@ def test_a_hostile_summary_is_refused_on_read(tmp_path):
     (tmp_path / SUMMARY_FILE).write_text("[" * 100000 + "]" * 100000)
     with pytest.raises(DataError, match="not a readable summary"):
         read_summary(tmp_path / SUMMARY_FILE)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"data_fingerprint": 5}, "data_fingerprint: 5 is not of type 'string', 'null'"),
+        ({"params": 10**400}, "params: 1000"),
+        ({"metrics": {"fer2013/public_test": {"accuracy": 60.0, "macro_f1": 55.0, "mean_recall": "high"}}}, "mean_recall: 'high' is not of type 'number'"),
+        ({"classes": ["angry", "happy"], "confusion_matrix": {"s": [[10**30, 0], [0, 1]]}}, "is greater than the maximum of 1000000000"),
+    ],
+)
+def test_hostile_fields_are_refused_by_the_schema(tmp_path, change, message):
+    """Each broke the Compare page (a traceback, or 'high' ranked by the default rule) before the schema named it."""
+    (tmp_path / SUMMARY_FILE).write_text(json.dumps({"models": [{**entry("x"), **change}]}))
+    with pytest.raises(DataError, match="summary schema") as refused:
+        read_summary(tmp_path / SUMMARY_FILE)
+    assert message in str(refused.value)
+
+
+def test_a_number_of_5000_digits_is_an_error_message_on_the_compare_page(tmp_path, monkeypatch):
+    from emoji_mirror.app import results
+
+    (tmp_path / SUMMARY_FILE).write_text('{"models": [{"name": "x", "params": 1' + "0" * 5000 + "}]}")
+    monkeypatch.setenv(results.RESULTS_ENV, str(tmp_path))
+    with pytest.raises(results.ResultsError, match="is not valid JSON .*5001 digits"):
+        results.load_summary()

@@ -65,7 +65,7 @@ def load_summary(directory: Path | None = None) -> Summary:
         raise FileNotFoundError(f"{reprlib.repr(str(path))} not found; create it with `{EVALUATE_COMMAND}`") from None
     except OSError as exc:  # $EMOJI_MIRROR_RESULTS a file (/etc/passwd), too long a name, unreadable
         raise ResultsError(f"{reprlib.repr(str(path))} cannot be read ({exc.strerror or exc}); point ${RESULTS_ENV} at a results folder") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, and a number of over 4,300 digits
         raise ResultsError(f"{path} is not valid JSON ({exc}); re-create it with `{EVALUATE_COMMAND}`") from None
     except RecursionError:
         raise ResultsError(f"{path} is nested too deeply to be a summary; re-create it with `{EVALUATE_COMMAND}`") from None

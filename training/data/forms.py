@@ -20,19 +20,38 @@ _FER_SPLIT = {"training": "train", "publictest": "public_test", "privatetest": "
 # FER+ folders -> split; the vote columns of label.csv / fer2013new.csv, in file order.
 _FERPLUS_SPLIT = {"FER2013Train": "train", "FER2013Valid": "public_test", "FER2013Test": "private_test"}
 FERPLUS_VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
+# What a member may declare before it is read (a zip bomb's 4 GiB of zeros is refused unread): a 48 x 48 face is a
+# few KB in any format, fer2013.csv is 301 MB, a FER+ label.csv 1 MB.
+MAX_IMAGE_BYTES = 1 << 20
+MAX_TABLE_BYTES = 512 << 20
+
+
+def bounded(read, size_of):
+    """`read(name)` that first checks the size `size_of(name)` declares against what such a member can be."""
+
+    def read_checked(name: str) -> bytes:
+        limit = MAX_TABLE_BYTES if name.lower().endswith(".csv") else MAX_IMAGE_BYTES
+        size = size_of(name)
+        if size > limit:
+            raise DataError(f"{name}: declares {size:,} bytes, more than a {'table' if limit == MAX_TABLE_BYTES else 'face image'} "
+                            f"of this dataset can be ({limit:,}); the data is damaged or not FER2013/FER+")
+        return read(name)
+
+    return read_checked
 
 
 def decode(source: Path) -> FaceDataset:
-    """Decode a zip, folder or fer2013.csv into a FaceDataset."""
+    """Decode a zip, folder or fer2013.csv into a FaceDataset; every member's size is checked before it is read."""
     if source.is_dir():
         files = {str(p.relative_to(source)).replace(os.sep, "/"): p for p in source.rglob("*") if p.is_file()}
-        return _decode_members(source, list(files), lambda name: files[name].read_bytes())
+        return _decode_members(source, list(files), bounded(lambda name: files[name].read_bytes(), lambda name: files[name].stat().st_size))
     if zipfile.is_zipfile(source):
         with zipfile.ZipFile(source) as zf:
             names = [n for n in zf.namelist() if not n.endswith("/")]
-            return _decode_members(source, names, zf.read)
+            return _decode_members(source, names, bounded(zf.read, lambda name: zf.getinfo(name).file_size))
     if source.suffix.lower() == ".csv":
-        return _decode_fer_csv(source.read_text(encoding="utf-8", errors="replace").splitlines())
+        read = bounded(lambda name: source.read_bytes(), lambda name: source.stat().st_size)
+        return _decode_fer_csv(read(source.name).decode("utf-8", errors="replace").splitlines())
     raise DataError(f"{source} is not a FER2013/FER+ zip, folder or fer2013.csv")
 
 
