@@ -21,14 +21,27 @@ THUMBNAIL_SIDE = 24
 MIN_NEIGHBOUR_CORRELATION = 0.3
 
 
+MAX_ROLL_DEGREES = 45.0  # BlazeFace finds faces turned about this far; a steeper eye line is a keypoint error
+
+
 class FaceBox(NamedTuple):
-    """A detected face: top-left corner, width and height in pixels (inside the frame), and the detector's score."""
+    """A detected face: top-left corner, width and height in pixels (inside the frame), the detector's score, and the roll:
+    the eye line's angle from level in degrees (positive when the eye on the image's right is lower)."""
 
     x: int
     y: int
     w: int
     h: int
     score: float
+    roll: float = 0.0
+
+
+def eye_roll(keypoints, width: int, height: int) -> float:
+    """The eye line's angle from level, in degrees, from BlazeFace's normalised keypoints (the first two are the eyes)."""
+    if len(keypoints) < 2:
+        return 0.0
+    (x0, y0), (x1, y1) = sorted(((k.x * width, k.y * height) for k in keypoints[:2]))  # left to right in the image
+    return float(np.clip(np.degrees(np.arctan2(y1 - y0, x1 - x0)), -MAX_ROLL_DEGREES, MAX_ROLL_DEGREES))
 
 
 def has_image_structure(gray: np.ndarray) -> bool:
@@ -89,7 +102,7 @@ class FaceDetector:
             x0, y0 = max(box.origin_x, 0), max(box.origin_y, 0)
             x1, y1 = min(box.origin_x + box.width, width), min(box.origin_y + box.height, height)
             if x1 > x0 and y1 > y0 and has_image_structure(cv2.cvtColor(rgb[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY)):
-                boxes.append(FaceBox(x0, y0, x1 - x0, y1 - y0, float(score)))
+                boxes.append(FaceBox(x0, y0, x1 - x0, y1 - y0, float(score), eye_roll(detection.keypoints, width, height)))
         return sorted(boxes, key=lambda b: b.score, reverse=True)
 
     def close(self) -> None:

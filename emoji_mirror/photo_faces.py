@@ -30,7 +30,7 @@ def moved(box: FaceBox, dx: int, dy: int, factor: float, shape: tuple[int, ...])
     """A box shifted by (dx, dy), then scaled by `factor`, and cut to an image of `shape`."""
     x0, y0 = max(round((box.x + dx) * factor), 0), max(round((box.y + dy) * factor), 0)
     x1, y1 = min(round((box.x + dx + box.w) * factor), shape[1]), min(round((box.y + dy + box.h) * factor), shape[0])
-    return FaceBox(x0, y0, x1 - x0, y1 - y0, box.score)
+    return box._replace(x=x0, y=y0, w=x1 - x0, h=y1 - y0)
 
 
 def tile_sides(height: int, width: int) -> list[int]:
@@ -78,7 +78,7 @@ def view(detector: FaceDetector, rgb: np.ndarray, box: FaceBox, fraction: float,
     expected = box._replace(x=box.x - x0, y=box.y - y0)
     for found in detector.detect(crop, bgr=False, min_confidence=min_confidence):
         if mirrored:
-            found = found._replace(x=side - found.x - found.w)
+            found = found._replace(x=side - found.x - found.w, roll=-found.roll)
         if overlap(found, expected) > SAME_FACE_IOU:
             return moved(found, x0, y0, 1.0, rgb.shape)
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -20,6 +21,7 @@ from .tracking import FaceTracker
 STAGES = ("detect", "crop", "classify", "draw", "total")
 TIMING_EMA = 0.9  # weight of the past in the per-stage millisecond averages
 FPS_WINDOW_S = 2.0
+MIN_ROLL_DEGREES = 1.0  # faces turned less are cropped as they are
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class MirrorSettings:
     smoothing: float = 0.6  # 0 = off; weight of past classifications in each face's probability average
     classify_interval_s: float = 0.0  # live video: a tracked face is classified again after this long (0 = every frame)
     unsure_below: float = 0.4  # top probability under this draws the "unsure" look
+    align: bool = True  # turn each face so that its eyes are level before cropping
     style: str = STYLES[0]
 
     def __post_init__(self):
@@ -87,18 +90,36 @@ class PipelineStats:
             }
 
 
-def crop_face(frame_bgr: np.ndarray, box: FaceBox, margin: float, size: int, offset_y: float = 0.0) -> np.ndarray:
+def square(image: np.ndarray, centre_x: float, centre_y: float, side: int) -> np.ndarray:
+    """The side x side grayscale square centred on (centre_x, centre_y) of a BGR or gray image, edges replicated."""
+    x0, y0 = round(centre_x - side / 2), round(centre_y - side / 2)
+    height, width = image.shape[:2]
+    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + side, width), min(y0 + side, height)
+    region = image[cy0:cy1, cx0:cx1]
+    gray = cv2.cvtColor(region, cv2.COLOR_BGR2GRAY) if region.ndim == 3 else region
+    return cv2.copyMakeBorder(gray, cy0 - y0, y0 + side - cy1, cx0 - x0, x0 + side - cx1, cv2.BORDER_REPLICATE)
+
+
+def crop_face(frame_bgr: np.ndarray, box: FaceBox, margin: float, size: int, offset_y: float = 0.0, align: bool = False) -> np.ndarray:
     """Square grayscale crop around the box, `margin` of its side added on each side and its centre moved down by
-    `offset_y` of its side (edges replicated), resized to size x size."""
+    `offset_y` of its side (edges replicated), resized to size x size. With `align`, the face is first turned about the
+    box's centre by its roll, so that the eyes are level (FER2013's faces are upright)."""
     box_side = max(box.w, box.h)
     side = round(box_side * (1 + 2 * margin))
-    x0 = round(box.x + box.w / 2 - side / 2)
-    y0 = round(box.y + box.h / 2 + offset_y * box_side - side / 2)
-    height, width = frame_bgr.shape[:2]
-    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + side, width), min(y0 + side, height)
-    gray = cv2.cvtColor(frame_bgr[cy0:cy1, cx0:cx1], cv2.COLOR_BGR2GRAY)
-    gray = cv2.copyMakeBorder(gray, cy0 - y0, y0 + side - cy1, cx0 - x0, x0 + side - cx1, cv2.BORDER_REPLICATE)
-    return cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
+    centre_x, centre_y = box.x + box.w / 2, box.y + box.h / 2
+    if align and abs(box.roll) >= MIN_ROLL_DEGREES:
+        reach = math.ceil(side * math.sqrt(2) + 2 * abs(offset_y) * box_side)  # holds the turned square wherever it lies
+        region = square(frame_bgr, centre_x, centre_y, reach)
+        shrink = min(1.0, 2 * size / side)  # turned at twice the output's resolution: a big face costs no more than a small one
+        if shrink < 1:
+            reach = max(1, round(reach * shrink))
+            region = cv2.resize(region, (reach, reach), interpolation=cv2.INTER_AREA)
+        turn = cv2.getRotationMatrix2D((reach / 2, reach / 2), box.roll, 1.0)
+        region = cv2.warpAffine(region, turn, (reach, reach), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        face = square(region, reach / 2, reach / 2 + offset_y * box_side * shrink, max(1, round(side * shrink)))
+    else:
+        face = square(frame_bgr, centre_x, centre_y + offset_y * box_side, side)
+    return cv2.resize(face, (size, size), interpolation=cv2.INTER_AREA)
 
 
 class MirrorPipeline:
@@ -138,12 +159,12 @@ class MirrorPipeline:
                 self._tracker.reset()
 
     @staticmethod
-    def _classify(frame_bgr: np.ndarray, boxes: list[FaceBox], wanted: list[bool], classifier: EmotionClassifier, timings: dict) -> np.ndarray:
+    def _classify(frame_bgr: np.ndarray, boxes: list[FaceBox], wanted: list[bool], classifier: EmotionClassifier, align: bool, timings: dict) -> np.ndarray:
         """(N, C) probabilities for the boxes, in one batch; rows of faces not `wanted` stay NaN."""
         start = time.perf_counter()
         prep = classifier.preprocessing
         index = [i for i, want in enumerate(wanted) if want]
-        crops = [crop_face(frame_bgr, boxes[i], prep.face_margin, prep.input_size, prep.face_offset_y) for i in index]
+        crops = [crop_face(frame_bgr, boxes[i], prep.face_margin, prep.input_size, prep.face_offset_y, align) for i in index]
         cropped = time.perf_counter()
         probs = np.full((len(boxes), len(classifier.classes)), np.nan, dtype=np.float32)
         if index:
@@ -175,7 +196,7 @@ class MirrorPipeline:
             matches = self._tracker.matches(boxes)
             due = self._tracker.due(boxes, matches, start, settings.classify_interval_s)
             timings = {"detect": (detected - start) * 1e3}
-            probs = self._classify(frame_bgr, boxes, due, classifier, timings)
+            probs = self._classify(frame_bgr, boxes, due, classifier, settings.align, timings)
             probs, track_ids = self._tracker.update(boxes, probs, start, matches)
         results = self._results(classifier, boxes, probs, track_ids)
         drawn_at = time.perf_counter()
@@ -194,7 +215,7 @@ class MirrorPipeline:
         annotated = np.ascontiguousarray(image_bgr).copy()
         boxes = find_faces(self.detector, annotated, settings.min_confidence)  # a photo: worth the passes that find small faces and crowds
         boxes = sorted(boxes, key=lambda box: (box.x + box.w / 2, box.y + box.h / 2))
-        probs = self._classify(annotated, boxes, [True] * len(boxes), classifier, {})
+        probs = self._classify(annotated, boxes, [True] * len(boxes), classifier, settings.align, {})
         results = self._results(classifier, boxes, probs, [None] * len(boxes))
         self._draw(annotated, results, settings, numbered)
         return annotated, results

@@ -8,6 +8,10 @@ import torch
 import torch.nn.functional as F
 
 TTA_MODES = ("none", "flip", "tencrop")
+PHOTOMETRY = ("none", "standardize")
+# FER2013 train's per-face brightness and contrast (mean and standard deviation of a face's pixels, averaged, over 255):
+# "standardize" gives every face these, whatever the camera's exposure.
+FACE_MEAN, FACE_STD = 131.0 / 255, 77.5 / 255
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,13 @@ class Preprocessing:
     # The live crop's framing, calibrated to FER2013's 48x48 faces with MediaPipe's box (`python -m training.data.framing`):
     face_margin: float = 0.11  # fraction of the detector's box side added on each side before cropping
     face_offset_y: float = -0.11  # crop centre moved down by this fraction of the box side (negative: up)
+    # Each face's brightness and contrast: "none" as it is (every checkpoint before this field), "standardize" matched to
+    # FER2013's typical face (FACE_MEAN, FACE_STD) before the normalisation above; training and inference alike.
+    photometry: str = "none"
+
+    def __post_init__(self):
+        if self.photometry not in PHOTOMETRY:
+            raise ValueError(f"unknown photometry {self.photometry!r}; choose one of {', '.join(PHOTOMETRY)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -37,6 +48,9 @@ def normalize(images: torch.Tensor, cfg: Preprocessing) -> torch.Tensor:
     x = images.to(torch.float32) / 255.0
     if x.shape[-1] != cfg.input_size or x.shape[-2] != cfg.input_size:
         x = F.interpolate(x, size=(cfg.input_size, cfg.input_size), mode="bilinear", antialias=True, align_corners=False)
+    if cfg.photometry == "standardize":
+        mean, std = x.mean(dim=(-2, -1), keepdim=True), x.std(dim=(-2, -1), keepdim=True)
+        x = (x - mean) / std.clamp_min(1 / 255) * FACE_STD + FACE_MEAN
     return (x - cfg.mean) / cfg.std
 
 

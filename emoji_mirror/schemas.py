@@ -21,7 +21,7 @@ VERSION = 1
 PERCENT = {"type": "number", "minimum": 0, "maximum": 100}
 COUNT = {"type": "integer", "minimum": 0, "maximum": 10**9}  # images, votes, confusion counts: far above any dataset, far below overflow
 PARAMS = {"type": "integer", "minimum": 0, "maximum": 10**12}
-SCORE_PROPERTIES = {"accuracy": PERCENT, "macro_f1": PERCENT, "mean_recall": PERCENT, "n": COUNT}
+SCORE_PROPERTIES = {"accuracy": PERCENT, "macro_f1": PERCENT, "mean_recall": PERCENT, "n": COUNT, "detection_rate": PERCENT}
 CLASSES = {"type": "array", "minItems": 2, "maxItems": len(EMOJI), "uniqueItems": True, "items": {"enum": list(EMOJI)}}
 # Every field of preprocessing.Preprocessing; a missing one takes the dataclass default, an unknown one is ignored.
 PREPROCESSING = {
@@ -33,6 +33,7 @@ PREPROCESSING = {
         "std": {"type": "number", "minimum": 0.01, "maximum": 10},
         "face_margin": {"type": "number", "minimum": -0.2, "maximum": 1.0},
         "face_offset_y": {"type": "number", "minimum": -0.5, "maximum": 0.5},
+        "photometry": {"enum": ["none", "standardize"]},
     },
 }
 OPTIONAL_TEXT = {"type": ["string", "null"]}
@@ -169,6 +170,10 @@ def checkpoint_fields_problem(payload: dict) -> str | None:
     for name, bounds in PREPROCESSING["properties"].items():
         value = payload.get("preprocessing", {}).get(name)
         if value is None:
+            continue
+        if "enum" in bounds:
+            if value not in bounds["enum"]:
+                return f"preprocessing/{name}: {reprlib.repr(value)} is not one of {bounds['enum']}"
             continue
         low, high, above = bounds.get("minimum", -math.inf), bounds.get("maximum", math.inf), bounds.get("exclusiveMinimum", -math.inf)
         wrong_type = not isinstance(value, int) or isinstance(value, bool) if bounds["type"] == "integer" else not _is_number(value)

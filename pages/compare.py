@@ -57,6 +57,13 @@ st.caption(
     "Latency: CPU milliseconds per face (preprocessed crop to probabilities) at batch 1 and 8."
 )
 
+photos = results.photo_table(summary)
+if not photos.empty:
+    st.subheader("On real photos")
+    st.dataframe(photos.style.format(precision=1, na_rep="–"), hide_index=True)
+    st.caption("End to end, as the app and the CLI run: detect, align, crop, classify; a photo with no face found counts as wrong. "
+               "Scored with `python -m training.evaluate --photos DIR|ZIP`. Nothing is chosen or trained on these photos.")
+
 default_name = getattr(default_checkpoint(), "stem", None)
 st.markdown(f"**The app's default** (live tier) is now **{default_name or 'not set: the first checkpoint by name'}** (`checkpoints/default.json`).")
 

@@ -203,7 +203,7 @@ def around_face(frame_bgr: np.ndarray) -> tuple[slice, slice]:
     with FaceDetector() as detector:
         faces = detector.detect(frame_bgr)
     assert faces, "MediaPipe finds no face in the fake camera's portrait"
-    x, y, w, h, _ = faces[0]
+    x, y, w, h = faces[0][:4]
     return slice(max(y - h, 0), y + 2 * h), slice(max(x - w, 0), x + 2 * w)
 
 

@@ -266,3 +266,17 @@ def test_a_summary_nested_100000_levels_deep_is_an_error_message(results_folder)
     at = run_page()
     assert len(at.error) == 1 and "is nested too deeply to be a summary" in at.error[0].value, [e.value for e in at.error]
     assert not at.dataframe
+
+
+@pytest.mark.slow
+def test_photo_scores_get_their_own_table(summary_file):
+    summary = json.loads(summary_file.read_text())
+    model = summary["models"][0]
+    model["metrics"]["photos/jaffe"] = {"accuracy": 49.3, "mean_recall": 49.25, "macro_f1": 47.56, "n": 213, "detection_rate": 100.0}
+    model["per_class"]["photos/jaffe"] = {c: {"precision": 50.0, "recall": 0.0 if c == "angry" else 60.0, "f1": 40.0, "support": 30} for c in FER2013_CLASSES}
+    summary_file.write_text(json.dumps(summary))
+    at = run_page()
+    assert "On real photos" in [s.value for s in at.subheader]
+    photos = display_values(at, FULL_TABLE + 1)
+    assert photos.loc[0, "model"] == model["name"] and photos.loc[0, "accuracy %"] == "49.3" and photos.loc[0, "angry recall %"] == "0.0"
+    assert photos.loc[0, "faces found %"] == "100.0" and photos.loc[0, "photos"] == "photos/jaffe"

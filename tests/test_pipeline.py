@@ -188,7 +188,7 @@ def test_smoothing_zero_gives_the_raw_probabilities(classifier, detector):
     _, faces = pipeline.process(frame.copy())
     box = faces[0].box
     prep = classifier.preprocessing
-    raw = classifier.predict([crop_face(frame, box, prep.face_margin, prep.input_size, prep.face_offset_y)])[0]
+    raw = classifier.predict([crop_face(frame, box, prep.face_margin, prep.input_size, prep.face_offset_y, align=True)])[0]
     np.testing.assert_allclose(faces[0].probs, raw, rtol=1e-5)
 
 

@@ -25,7 +25,7 @@ from emoji_mirror.fileio import atomic_write
 from emoji_mirror.models import count_params, create_model, list_models, model_entry
 from emoji_mirror.schemas import arch_kwargs_schema, schema_problem
 from emoji_mirror.paths import run_name_problem
-from emoji_mirror.preprocessing import Preprocessing, normalize
+from emoji_mirror.preprocessing import PHOTOMETRY, Preprocessing, normalize
 
 from .augment import BatchAugment, FaceTensorDataset, batch_augment, train_transform
 from .data import DataError, FaceDataset, load_dataset
@@ -59,6 +59,7 @@ def run_config(s: argparse.Namespace, dataset: FaceDataset, rt: Runtime) -> dict
         "seed": s.seed, "max_train_images": s.max_train_images, "amp": str(rt.amp_dtype), "device": rt.device.type,
         "world_size": rt.world_size, "compile": s.compile,
         "time_budget_min": s.time_budget_min,  # None unless given, so runs from before the flag still resume
+        "photometry": None if s.photometry == "none" else s.photometry,  # likewise
     }
 
 
@@ -91,7 +92,7 @@ class TrainSet:
     every rank (cheap next to the model) and keeps its share, so each face gets the draws it gets in one process."""
 
     def __init__(self, data: RunData, s: argparse.Namespace, rt: Runtime):
-        self.s, self.rt, self.cfg = s, rt, Preprocessing()
+        self.s, self.rt, self.cfg = s, rt, Preprocessing(photometry=s.photometry)
         self.batch_size = s.batch_size
         self.size = len(data.train_targets)
         if self.size < rt.world_size:
@@ -468,6 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wall-clock minutes for this run: stop after the epoch whose successor would overrun (best epoch kept, run done)")
     p.add_argument("--select-on", default="public_test", help="split for early stopping, LR schedule and best checkpoint: public_test or train_holdout")
     p.add_argument("--holdout-fraction", type=float, default=0.1, help="size of the stratified train holdout (with --select-on train_holdout)")
+    p.add_argument("--photometry", choices=PHOTOMETRY, default="none",
+                   help="each face's brightness and contrast: as it is, or standardized to FER2013's typical face (stored in the checkpoint; the app does the same)")
     p.add_argument("--targets", choices=["labels", "votes"], default="labels", help="FER+ only: train on the vote distribution")
     p.add_argument("--teacher", default=None, help="distil from these soft labels (.npz from `python -m training.distill`)")
     p.add_argument("--distill-alpha", type=float, default=0.7, help="weight of the teacher's soft labels against the labels (with --teacher)")

@@ -129,6 +129,24 @@ def comparison_table(summary: Summary) -> Styler:
     return styler
 
 
+PHOTO_PREFIX = "photos/"  # splits scored end to end on labelled photos (python -m training.evaluate --photos)
+
+
+def photo_table(summary: Summary) -> pd.DataFrame:
+    """One row per model and photo set: accuracy, mean recall, macro-F1 and faces found (end to end, a photo without a
+    face found counted as wrong), then each class's recall; sorted by accuracy within each set. Empty without photo scores."""
+    rows = []
+    for model in summary.models:
+        for split, scores in model["metrics"].items():
+            if split.startswith(PHOTO_PREFIX):
+                recall = {f"{cls} recall %": row["recall"] for cls, row in (model.get("per_class") or {}).get(split, {}).items() if row["support"]}
+                rows.append({"photos": split, "model": model["name"], "shipped": "yes" if is_shipped(model) else "no", "accuracy %": scores["accuracy"],
+                             "mean recall %": scores.get("mean_recall"), "macro-F1 %": scores["macro_f1"],
+                             "faces found %": scores.get("detection_rate"), "photos (n)": scores.get("n"), **recall})
+    table = pd.DataFrame(rows)
+    return table.sort_values(["photos", "accuracy %"], ascending=[True, False], ignore_index=True) if rows else table
+
+
 def accuracy_long(summary: Summary) -> pd.DataFrame:
     """model, split, accuracy, macro_f1, selected: one row per model and split (for the grouped bar chart)."""
     return pd.DataFrame(

@@ -7,13 +7,16 @@ import sys
 from pathlib import Path
 
 from emoji_mirror.checkpoint import CheckpointError
-from emoji_mirror.paths import CHECKPOINT_DIR, DEFAULT_FILE, REPO_ROOT
+from emoji_mirror.classifier import EmotionClassifier
+from emoji_mirror.detector import FaceDetector
+from emoji_mirror.paths import CHECKPOINT_DIR, DEFAULT_FILE, REPO_ROOT, resolve_checkpoint
 from emoji_mirror.default_rule import DEFAULT_RULE
 from emoji_mirror.preprocessing import TTA_MODES
 
 from ..data import DataError
 from ..runtime import pick_device
-from .entries import Datasets, evaluate_entry, find_checkpoints, resolve_members
+from .entries import Datasets, display_path, entry_name, evaluate_entry, find_checkpoints, resolve_members
+from .photos import open_photo_set, photo_entry, photo_line, score_photos
 from .scoring import Probabilities
 from .summary import SUMMARY_FILE, read_summary, results_table, update_summary, write_default
 
@@ -34,11 +37,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fresh", action="store_true", help="replace summary.json instead of merging into it by model name")
     p.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True, help="measure CPU ms per face at batch 1 and 8")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), or a torch device string (latency is always CPU)")
+    p.add_argument("--photos", metavar="DIR|ZIP",
+                   help="labelled photos (<class>/<photo> folders, or a labels.csv with path,label): score each checkpoint end to end as "
+                   "the app does (detect, crop, classify; no face found = wrong) into summary.json as photos/<name>; default "
+                   "checkpoints: the live and photo tiers' models")
+    p.add_argument("--photos-name", help="the photo set's name in photos/<name> (default: the folder or zip name)")
     p.add_argument("--choose-default", action="store_true",
                    help=f"write {DEFAULT_FILE.relative_to(REPO_ROOT)} with the model the default rule picks from the merged summary: {DEFAULT_RULE}")
     args = p.parse_args(argv)
+    if args.photos and (args.ensemble or args.tta != "none"):
+        p.error("--photos scores single checkpoints the way the app runs them (no --ensemble, no --tta)")
     if args.checkpoints is None:
-        args.checkpoints = [] if args.ensemble else [str(CHECKPOINT_DIR)]
+        tiers = dict.fromkeys(str(resolve_checkpoint(None, tier)) for tier in ("live", "photo")) if args.photos else None
+        args.checkpoints = [] if args.ensemble else list(tiers) if tiers else [str(CHECKPOINT_DIR)]
     return args
 
 
@@ -51,6 +62,42 @@ def parse_ensemble(spec: str) -> tuple[str, list[str]]:
     return name.strip() or "ensemble_" + "+".join(Path(m).stem for m in members), members
 
 
+
+
+def evaluate_photos(args: argparse.Namespace, out: Path, checkpoints: list[tuple[str, Path]], errors: list[str]) -> int:
+    """Score each checkpoint on the labelled photos and merge the photos/<name> split into its summary entry."""
+    try:
+        photo_set = open_photo_set(Path(args.photos), args.photos_name)
+        existing = {m["name"]: m for m in read_summary(out / SUMMARY_FILE)}
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    split, entries = f"photos/{photo_set.name}", []
+    with FaceDetector() as detector:
+        for given, path in checkpoints:
+            try:
+                classifier = EmotionClassifier.from_checkpoint(str(path))
+                scores = score_photos(photo_set, classifier, detector)
+            except (CheckpointError, DataError) as exc:
+                errors.append(str(exc))
+                print(f"error: {exc}", file=sys.stderr)
+                continue
+            for problem in scores.skipped:
+                print(f"skipped: {problem}", file=sys.stderr)
+            name = entry_name(path)
+            entries.append(photo_entry(name, display_path(given, path), classifier, split, scores, existing.get(name)))
+            print(photo_line(name, split, entries[-1]["metrics"][split], entries[-1]["per_class"][split]), flush=True)
+    if entries:
+        try:
+            models = update_summary(out, entries)
+        except DataError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"wrote {out / SUMMARY_FILE} ({len(models)} models)")
+    if errors:
+        print(f"{len(errors)} checkpoint(s) not evaluated; see the errors above", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     checkpoints, errors = find_checkpoints(args.checkpoints)
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
+    if args.photos:
+        return evaluate_photos(args, out, checkpoints, errors)
     datasets = Datasets(args.data, args.ferplus, args.cache_dir)
     device = pick_device(args.device)
     entries = []

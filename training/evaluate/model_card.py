@@ -74,14 +74,14 @@ def render_card(path: Path) -> str:
         f"| {split} | {m['accuracy']:.2f} | {m['macro_f1']:.2f} | {percent(m.get('mean_recall'))} | {m['n']} | {'selection split (not an unbiased estimate)' if split == selection else 'held out'} |"
         for split, m in meta.get("metrics", {}).items()
     )
-    shown = ("recipe", "epochs", "batch_size", "lr", "patience", "warmup_epochs", "select_on", "seed", "logit_adjust", "targets", "teacher", "distill_alpha")
+    shown = ("recipe", "epochs", "batch_size", "lr", "patience", "warmup_epochs", "select_on", "seed", "logit_adjust", "targets", "teacher", "distill_alpha", "photometry")
     unshown_defaults = {"seed": 0, "targets": "labels"}
     flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in config.items() if k in shown and v is not None and unshown_defaults.get(k) != v)
     offset = payload['preprocessing'].get('face_offset_y', 0.0)
     return f"""# {path.stem}
 
 - **Architecture:** `{payload['arch']}` {payload.get('arch_kwargs') or ''} — {meta.get('params', 0) / 1e6:.2f}M parameters, built by `create_model("{payload['arch']}")`{storage}.
-- **Input:** {payload['preprocessing']['input_size']}x{payload['preprocessing']['input_size']} grayscale face crop, scaled to [0, 1], normalised with mean {payload['preprocessing']['mean']} / std {payload['preprocessing']['std']};
+- **Input:** {payload['preprocessing']['input_size']}x{payload['preprocessing']['input_size']} grayscale face crop, scaled to [0, 1], {"standardized to FER2013's typical brightness and contrast, " if payload['preprocessing'].get('photometry', 'none') != 'none' else ''}normalised with mean {payload['preprocessing']['mean']} / std {payload['preprocessing']['std']};
   live crop: the detector's box plus {payload['preprocessing'].get('face_margin', 0.1)} of its side on each side, {f"centre moved {'up' if offset < 0 else 'down'} by {abs(offset)} of it" if offset else 'same centre'} (`python -m training.data.framing`).
 - **Classes:** {', '.join(payload['classes'])}.
 - **Data:** {meta.get('dataset', '?')} training split (data fingerprint `{meta.get('data_fingerprint', '?')[:16]}`); model selected on `{selection}`.

@@ -50,24 +50,26 @@ def confusion_figure(matrices: dict[str, np.ndarray], classes: list[str], accura
 
 
 def comparison_figure(models: list[dict]) -> Figure:
-    """Grouped bars: accuracy of every model on every dataset/split; the model's selection split is hatched."""
+    """Grouped horizontal bars, one group per model: accuracy on every dataset/split; the model's selection split is
+    hatched. It grows downwards with the models (a row each), never past an image format's width limit."""
     splits = list(dict.fromkeys(split for entry in models for split in entry["metrics"]))
-    fig = Figure(figsize=(max(6.5, 0.9 * len(models) * len(splits) + 2), 4.5), layout="constrained")
+    fig = Figure(figsize=(9, max(3.5, 0.16 * len(models) * len(splits) + 1.5)), layout="constrained")
     ax = fig.subplots()
-    width = 0.8 / len(splits)
+    height = 0.8 / len(splits)
     for i, split in enumerate(splits):
         for j, entry in enumerate(models):
             if split in entry["metrics"]:
-                bar = ax.bar(j + (i - (len(splits) - 1) / 2) * width, entry["metrics"][split]["accuracy"], width, color=f"C{i}",
-                             hatch="//" if split == entry["selection_split"] else None, edgecolor="black", linewidth=0.5)
-                ax.bar_label(bar, fmt="%.1f", fontsize=7)
-    ax.set_xticks(range(len(models)), [f"{e['name']}\n(TTA {e['tta']})" for e in models])
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
+                bar = ax.barh(j + (i - (len(splits) - 1) / 2) * height, entry["metrics"][split]["accuracy"], height, color=f"C{i}",
+                              hatch="//" if split == entry["selection_split"] else None, edgecolor="black", linewidth=0.5)
+                ax.bar_label(bar, fmt="%.1f", fontsize=6, padding=2)
+    ax.set_yticks(range(len(models)), [f"{e['name']} (TTA {e.get('tta', 'none')})" for e in models], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("accuracy (%)")
+    ax.set_xlim(0, 100)
     ax.set_title("Accuracy per dataset/split")
     legend = [Patch(facecolor=f"C{i}", edgecolor="black", label=split) for i, split in enumerate(splits)]
     legend.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="selection split (optimistic)"))
-    fig.legend(handles=legend, loc="outside lower center", ncols=len(legend), fontsize=8)
+    fig.legend(handles=legend, loc="outside lower center", ncols=min(len(legend), 4), fontsize=8)
     return fig
 
 

@@ -40,10 +40,20 @@ def read_summary(path: Path) -> list[dict]:
     return list(data["models"])
 
 
+SPLIT_FIELDS = ("metrics", "per_class", "confusion_matrix")  # keyed by dataset/split: merged split by split
+
+
+def merge_entry(old: dict, new: dict) -> dict:
+    """The new entry, keeping the old one's scores on splits it was not scored on (photos/jaffe beside fer2013/*)."""
+    if old.get("classes") != new.get("classes"):
+        return new
+    return {**old, **new, **{key: {**old.get(key, {}), **new[key]} for key in SPLIT_FIELDS if key in new}}
+
+
 def merge_models(existing: list[dict], new: list[dict]) -> list[dict]:
-    """Entries by name: new ones replace old ones in place, unseen names are appended."""
+    """Entries by name: new ones merged into old ones in place (merge_entry), unseen names appended."""
     fresh = {entry["name"]: entry for entry in new}
-    merged = [fresh.pop(entry["name"], entry) for entry in existing]
+    merged = [merge_entry(entry, fresh.pop(entry["name"])) if entry["name"] in fresh else entry for entry in existing]
     return merged + list(fresh.values())
 
 
@@ -70,10 +80,10 @@ def _table_rows(entries: list[dict]) -> list[dict]:
         row[f"{RULE_SPLIT} mean recall%"] = f"{recall:.2f}{mark}" if recall is not None else "–"
         latency, train = entry["latency_ms_per_face"], entry.get("train") or {}
         minutes = f"{train['seconds'] / 60:.0f} min" if train.get("seconds") else "–"
-        row.update({"selection split": entry["selection_split"], "TTA": entry["tta"],
+        row.update({"selection split": entry["selection_split"], "TTA": entry.get("tta", "none"),
                     "epochs (best)": f"{train.get('epochs') or '–'} ({train.get('best_epoch') or '–'})" if train else "–",
                     "training": f"{minutes} on {train.get('device')}" if train.get("device") else "–",
-                    "ms/face b1": latency["batch1"] if latency else "–", "ms/face b8": latency["batch8"] if latency else "–"})
+                    "ms/face b1": (latency or {}).get("batch1", "–"), "ms/face b8": (latency or {}).get("batch8", "–")})
         rows.append(row)
     return rows
 
