@@ -18,7 +18,7 @@ class Tier:
     used_by: str
     dataset: str
     metric: str  # on the dataset's selection split (public_test), never the reported one
-    max_ms: float  # CPU ms per face at batch 1
+    max_ms: float  # CPU ms per face at batch 1, with the faster of the app's two backends (PyTorch, ONNX Runtime)
     max_mb: float | None = None  # the checkpoint file's size
 
     @property
@@ -33,7 +33,7 @@ class Tier:
     def rule(self) -> str:
         size = f" and <= {self.max_mb:g} MB on disk" if self.max_mb else ""
         return (f"{self.used_by}: among single {self.dataset.upper().replace('FERPLUS', 'FER+')} models at <= {self.max_ms:g} ms per face "
-                f"(CPU, batch 1){size}, the one with the best {self.metric_title} on {self.split} (the selection split, never the reported one)")
+                f"(CPU, batch 1, PyTorch or ONNX Runtime, whichever is faster){size}, the one with the best {self.metric_title} on {self.split} (the selection split, never the reported one)")
 
 
 TIERS = {
@@ -64,19 +64,29 @@ def file_mb(model: dict) -> float | None:
     return round(path.stat().st_size / 1e6, 2) if not model.get("members") and path.is_file() else None
 
 
+BACKEND_LATENCY = {"torch": "batch1", "onnxruntime": "onnxruntime_batch1"}  # backend -> its latency key in summary.json
+
+
+def fastest_backend(model: dict) -> tuple[str | None, float | None]:
+    """(backend, CPU ms per face at batch 1) of the faster backend measured for a summary entry; (None, None) unmeasured."""
+    latency = model.get("latency_ms_per_face") or {}
+    measured = [(latency[key], backend) for backend, key in BACKEND_LATENCY.items() if latency.get(key) is not None]
+    return (min(measured)[1], min(measured)[0]) if measured else (None, None)
+
+
 def tier_candidates(models: list[dict], tier: Tier = LIVE) -> pd.DataFrame:
-    """model, ms/face, MB, the rule's metric, eligible: every summary entry the tier's rule looks at, best first."""
+    """model, ms/face, backend, MB, the rule's metric, eligible: every summary entry the tier's rule looks at, best first."""
     score_column = f"{tier.metric_title} % ({tier.split})"
     rows = []
     for m in models:
-        latency = (m.get("latency_ms_per_face") or {}).get("batch1")
+        backend, latency = fastest_backend(m)
         score = mean_recall(m, tier.split) if tier.metric == "mean_recall" else m["metrics"].get(tier.split, {}).get("accuracy")
         size = file_mb(m)
         single = not m.get("members") and m.get("dataset", "fer2013") == tier.dataset
         eligible = (single and latency is not None and latency <= tier.max_ms and score is not None
                     and (tier.max_mb is None or (size is not None and size <= tier.max_mb)))
-        rows.append({"model": m["name"], "ms/face (batch 1)": latency, "MB": size, score_column: score, "eligible": eligible})
-    table = pd.DataFrame(rows, columns=["model", "ms/face (batch 1)", "MB", score_column, "eligible"])
+        rows.append({"model": m["name"], "ms/face (batch 1)": latency, "backend": backend, "MB": size, score_column: score, "eligible": eligible})
+    table = pd.DataFrame(rows, columns=["model", "ms/face (batch 1)", "backend", "MB", score_column, "eligible"])
     return table.sort_values(["eligible", score_column], ascending=False, na_position="last").reset_index(drop=True)
 
 

@@ -23,22 +23,38 @@ def list_checkpoints(directory: Path | None = None) -> list[Path]:
     return sorted(directory.glob("*.pt")) if directory.is_dir() else []
 
 
-def default_checkpoint_names(tier: str = "live") -> list[str]:
-    """The names checkpoints/default.json gives for a tier, best first: its choice, then the rule's other eligible candidates
-    in rank order (a model that is listed but not shipped falls through to the next); empty when absent or unreadable.
-    The live tier is the file's top level (the app's default); the others are under "tiers"."""
+def tier_record(tier: str = "live") -> dict:
+    """checkpoints/default.json's record for a tier (the live tier is the file's top level, the others are under "tiers");
+    empty when absent or unreadable."""
     try:
         record = json.loads(DEFAULT_FILE.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
-        return []
+        return {}
     if tier != "live":
         record = record.get("tiers") if isinstance(record, dict) else None
         record = record.get(tier) if isinstance(record, dict) else None
-    if not isinstance(record, dict):
-        return []
-    candidates = record.get("candidates") if isinstance(record.get("candidates"), list) else []
-    names = [record.get("checkpoint")] + [c.get("model") for c in candidates if isinstance(c, dict) and c.get("eligible")]
+    return record if isinstance(record, dict) else {}
+
+
+def _candidates(record: dict) -> list[dict]:
+    return [c for c in record.get("candidates", []) if isinstance(c, dict)] if isinstance(record.get("candidates"), list) else []
+
+
+def default_checkpoint_names(tier: str = "live") -> list[str]:
+    """The names checkpoints/default.json gives for a tier, best first: its choice, then the rule's other eligible candidates
+    in rank order (a model that is listed but not shipped falls through to the next); empty when absent or unreadable."""
+    record = tier_record(tier)
+    names = [record.get("checkpoint")] + [c.get("model") for c in _candidates(record) if c.get("eligible")]
     return [name for name in names if isinstance(name, str) and name and Path(name).name == name]
+
+
+def served_backend(checkpoint: Path, tier: str = "live") -> str:
+    """The backend a shipped checkpoint runs with: "onnxruntime" when the tier's rule measured it faster with ONNX Runtime
+    (default.json's candidates say so), else "torch"."""
+    if checkpoint.parent.resolve() != CHECKPOINT_DIR.resolve():
+        return "torch"
+    row = next((c for c in _candidates(tier_record(tier)) if c.get("model") == checkpoint.stem), {})
+    return "onnxruntime" if row.get("backend") == "onnxruntime" else "torch"
 
 
 def default_checkpoint(tier: str = "live") -> Path | None:

@@ -12,7 +12,7 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from ..schemas import summary_problem
-from ..default_rule import TIERS, is_shipped, report_order, reported_split
+from ..default_rule import TIERS, fastest_backend, is_shipped, report_order, reported_split
 from ..paths import REPO_ROOT, default_checkpoint
 
 RESULTS_ENV = "EMOJI_MIRROR_RESULTS"
@@ -92,9 +92,10 @@ def shipped_table(summary: Summary) -> pd.DataFrame:
         model = next((m for m in summary.models if chosen is not None and m["name"] == chosen.stem), None)
         split = reported_split(model) if model else None
         scores = model["metrics"].get(split, {}) if model else {}
+        backend, latency = fastest_backend(model) if model else (None, None)
         rows.append({"tier": name, "used by": tier.used_by, "model": chosen.stem if chosen else "–", "reported on": split or "–",
                      "accuracy %": scores.get("accuracy"), "macro-F1 %": scores.get("macro_f1"),
-                     "CPU ms/face (batch 1)": ((model or {}).get("latency_ms_per_face") or {}).get("batch1"),
+                     "CPU ms/face (batch 1)": latency, "backend": backend or "–",
                      "MB": round(chosen.stat().st_size / 1e6, 1) if chosen else None})
     return pd.DataFrame(rows)
 

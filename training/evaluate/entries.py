@@ -22,7 +22,7 @@ from emoji_mirror.preprocessing import normalize
 
 from ..data import DataError, FaceDataset, load_dataset
 from . import report
-from .scoring import Probabilities, latency_ms_per_face, score_splits
+from .scoring import Probabilities, latency_ms_per_face, onnxruntime_ms_per_face, score_splits
 
 
 # ---------------------------------------------------------------- finding checkpoints and data
@@ -248,7 +248,8 @@ def evaluate_entry(named: list[tuple[str, Path]], name: str | None, datasets: Da
         "metrics": metrics,
         "per_class": per_class,
         "confusion_matrix": confusion,
-        "latency_ms_per_face": summed_latency([m.loaded for m in members], tta) if latency else None,
+        "latency_ms_per_face": {**summed_latency([m.loaded for m in members], tta),
+                                **(onnxruntime_ms_per_face(first.model, first.preprocessing, tta) if single else {})} if latency else None,
         "images": write_confusion(name, arch, tta, selection, first.classes, metrics, per_class, confusion, out),
     }
     if single:

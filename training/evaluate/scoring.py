@@ -105,3 +105,11 @@ def latency_ms_per_face(model: torch.nn.Module, cfg: Preprocessing, tta: str = "
         timer.timeit(LATENCY_WARMUP_RUNS)
         result[f"batch{size}"] = round(timer.blocked_autorange(min_run_time=min_run_time).median * 1000 / size, 3)
     return result
+
+
+def onnxruntime_ms_per_face(model: torch.nn.Module, cfg: Preprocessing, tta: str = "none") -> dict[str, float]:
+    """{"onnxruntime_batch1": ms}: the same batch-1 timing with the network run by ONNX Runtime (the app's other backend)."""
+    from emoji_mirror.onnx_backend import OnnxNetwork  # imported on use, as the classifier does
+
+    network = OnnxNetwork(copy.deepcopy(model).cpu().eval(), cfg.input_size, torch.get_num_threads())
+    return {"onnxruntime_batch1": latency_ms_per_face(network, cfg, tta, batch_sizes=(1,))["batch1"]}

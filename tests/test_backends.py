@@ -1,0 +1,51 @@
+"""A tier may serve its model with ONNX Runtime: the rule takes each model's faster measured backend, default.json records
+it, and the app, the CLI and predict_image load the model on it (issue 21: int8 ResNet-18 within the 25 ms tiers)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from skimage import data as skdata
+
+from emoji_mirror import default_rule, paths, predict
+from emoji_mirror.onnx_backend import OnnxNetwork
+
+
+def entry(name: str, torch_ms: float, onnx_ms: float | None, accuracy: float) -> dict:
+    latency = {"batch1": torch_ms, **({"onnxruntime_batch1": onnx_ms} if onnx_ms is not None else {})}
+    return {"name": name, "dataset": "fer2013", "latency_ms_per_face": latency, "file_mb": 11.3,
+            "metrics": {"fer2013/public_test": {"accuracy": accuracy, "mean_recall": accuracy - 3}}}
+
+
+def test_a_model_too_slow_with_torch_but_fast_with_onnxruntime_is_eligible_and_says_so():
+    models = [entry("resnet_onnx", 34.0, 21.6, 70.6), entry("resnet_torch_only", 34.0, None, 71.0), entry("small", 3.6, 5.0, 66.1)]
+    assert default_rule.tier_choice(models, default_rule.TIERS["photo"]) == "resnet_onnx"
+    table = default_rule.tier_candidates(models, default_rule.TIERS["photo"]).set_index("model")
+    assert table.loc["resnet_onnx", "backend"] == "onnxruntime" and table.loc["resnet_onnx", "ms/face (batch 1)"] == 21.6
+    assert table.loc["small", "backend"] == "torch" and not table.loc["resnet_torch_only", "eligible"]
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch, tiny_checkpoint):
+    """A checkpoints/ folder holding the tiny checkpoint, which default.json's photo tier serves with ONNX Runtime."""
+    folder = tiny_checkpoint.parent
+    record = {"checkpoint": tiny_checkpoint.stem, "candidates": [], "tiers": {"photo": {"checkpoint": tiny_checkpoint.stem, "candidates": [
+        {"model": tiny_checkpoint.stem, "backend": "onnxruntime", "eligible": True}]}}}
+    (folder / "default.json").write_text(json.dumps(record))
+    monkeypatch.setattr(paths, "CHECKPOINT_DIR", folder)
+    monkeypatch.setattr(paths, "DEFAULT_FILE", folder / "default.json")
+    monkeypatch.delenv(paths.CHECKPOINT_ENV, raising=False)
+    predict._classifier.cache_clear()
+    yield tiny_checkpoint
+    predict._classifier.cache_clear()
+
+
+def test_the_photo_tier_model_runs_on_the_backend_default_json_names(shipped, tmp_path):
+    assert paths.served_backend(shipped, "photo") == "onnxruntime" and paths.served_backend(shipped, "live") == "torch"
+    elsewhere = tmp_path / "copy" / shipped.name
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(shipped.read_bytes())
+    assert paths.served_backend(elsewhere, "photo") == "torch"  # only shipped checkpoints follow default.json
+    faces = predict.predict_image(skdata.astronaut())
+    assert len(faces) == 1 and isinstance(predict._classifier(shipped).model, OnnxNetwork)
