@@ -11,10 +11,10 @@ from training import jobs
 from emoji_mirror.models import list_models
 from emoji_mirror.paths import CHECKPOINT_DIR, REPO_ROOT
 from training.data import DATA_ENV
-from training.recipes import SEED_MODELS
+from training.recipes import RECIPES
 
 # Measured seconds per epoch on the full FER2013 training split (28,709 faces) on a 2-core CPU.
-CPU_SECONDS_PER_EPOCH = {"baseline_cnn": 45, "attention_cnn": 100, "vit_tiny": 270}
+CPU_SECONDS_PER_EPOCH = {"baseline_cnn": 45, "attention_cnn": 100, "vit_tiny": 270, "resnet_fer_fast": 31}
 FER2013_TRAIN_IMAGES = 28709
 STATUS_ICONS = {"training": "⏳", "evaluating": "🧮", "finished": "✅", "failed": "❌", "stopped": "⏹️"}
 REFRESH_SECONDS = 2
@@ -100,13 +100,28 @@ except jobs.JobError as exc:
     st.error(str(exc))
     history = []
 
+def apply_preset() -> None:
+    """Fill the form with the chosen preset's models, recipe, epochs, batch size and teacher."""
+    preset = jobs.PRESETS[st.session_state.preset]
+    st.session_state.update(models=[m for m in preset.models if m in list_models()], recipe=preset.recipe, epochs=preset.epochs,
+                            batch_size=preset.batch_size, teacher=preset.teacher)
+
+
 st.subheader("New training run")
-models = st.multiselect("Models", list_models(), default=[m for m in SEED_MODELS if m in list_models()], key="models")
+if "preset" not in st.session_state:
+    st.session_state.preset = jobs.DEFAULT_PRESET
+    apply_preset()
+preset = st.selectbox("Preset", list(jobs.PRESETS), format_func=lambda name: jobs.PRESETS[name].title, key="preset", on_change=apply_preset,
+                      help="Each shipped tier's recipe; change any field below after choosing one.")
+st.caption(f"Measured: {jobs.PRESETS[preset].measured}")
+models = st.multiselect("Models", list_models(), key="models")
 left, right = st.columns(2)
 # No min/max on these boxes: the browser would leave a value it refuses in the box while the last accepted one is used.
 # The request checks the ranges and says what is wrong.
-epochs = left.number_input("Epochs (maximum; early stopping usually ends sooner)", value=100, step=1, key="epochs")
-batch_size = right.number_input("Batch size", value=64, step=1, key="batch_size")
+epochs = left.number_input("Epochs (maximum; early stopping usually ends sooner)", step=1, key="epochs")
+batch_size = right.number_input("Batch size", step=1, key="batch_size")
+recipe = left.selectbox("Recipe", RECIPES, key="recipe", help="seed: the original project's; ours: SGD, cosine, EMA; camera: ours plus live-camera augmentation")
+teacher = right.text_input("Distil from (soft labels, .npz; empty = none)", key="teacher", help="the tracked soft labels of the best ensemble are in results/soft_labels/")
 data = st.text_input("Data (FER2013 zip, folder or fer2013.csv)", value=default_data_path(), key="data", help=f"default: ${DATA_ENV}, else ../shared/datasets/fer2013.zip")
 devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 device = left.selectbox("Device", devices, key="device", help="auto = CUDA when available, else CPU")
@@ -118,7 +133,7 @@ with st.expander("Advanced"):
 
 request = jobs.TrainingRequest(
     models=models, data=data, epochs=int(epochs), batch_size=int(batch_size), device=device, run_name=run_name.strip(),
-    resume=resume, max_train_images=int(max_train_images), export_dir=export_dir,
+    resume=resume, max_train_images=int(max_train_images), export_dir=export_dir, recipe=recipe, teacher=teacher.strip(),
 )
 estimates = "  \n".join(epoch_estimate(m, request.max_train_images) for m in models)
 if models:

@@ -156,7 +156,8 @@ def test_two_sessions_starting_at_the_same_instant_get_one_job(workspace, tiny_f
 def test_real_job_is_watched_stopped_resumed_and_evaluated(workspace, tiny_fer2013):
     runs, checkpoints = workspace / "runs", workspace / "checkpoints"
     at = open_page()
-    fill_form(at, models=["baseline_cnn"], epochs=3, batch_size=32, data=str(tiny_fer2013), max_train_images=64, export_dir=str(checkpoints), device="cpu")
+    fill_form(at, models=["baseline_cnn"], epochs=3, batch_size=32, data=str(tiny_fer2013), max_train_images=64, export_dir=str(checkpoints), device="cpu",
+              recipe="seed", teacher="")
     at.get_by_key("start").click().run()
     assert not errors(at) and not at.exception
 
@@ -206,3 +207,28 @@ def test_real_job_is_watched_stopped_resumed_and_evaluated(workspace, tiny_fer20
     compare = open_page(COMPARE_PAGE)
     full_table = next(d.value for d in compare.dataframe if "shipped" in d.value.columns)  # after "What ships" and the tier rules
     assert list(full_table["model"]) == ["baseline_cnn"]
+
+
+@pytest.mark.slow
+def test_the_page_opens_on_the_live_tier_preset_and_each_preset_fills_the_form(workspace, tiny_fer2013):
+    at = open_page()
+    assert at.get_by_key("preset").value == "live"
+    assert at.get_by_key("models").value == ["resnet_fer_fast"] and at.get_by_key("recipe").value == "camera"
+    assert at.get_by_key("epochs").value == 120 and at.get_by_key("teacher").value == training_jobs.TIER_TEACHER
+    assert any("Measured: 62 min on a 2-core CPU" in c.value for c in at.caption)
+    at.get_by_key("preset").set_value("seed").run()
+    assert at.get_by_key("models").value == ["baseline_cnn", "attention_cnn", "vit_tiny"] and at.get_by_key("recipe").value == "seed"
+    assert at.get_by_key("teacher").value == "" and at.get_by_key("batch_size").value == 64 and not at.exception
+
+
+def test_a_preset_request_trains_with_its_recipe_and_teacher(tiny_fer2013, tmp_path):
+    live = training_jobs.PRESETS["live"]
+    request = training_jobs.TrainingRequest(models=list(live.models), data=str(tiny_fer2013), epochs=live.epochs, batch_size=live.batch_size,
+                                            recipe=live.recipe, teacher=live.teacher)
+    assert request.problems() == []
+    command = request.train_command(tmp_path)
+    assert command[command.index("--recipe") + 1] == "camera"
+    assert command[command.index("--teacher") + 1] == str(training_jobs.REPO_ROOT / training_jobs.TIER_TEACHER)
+    wrong = training_jobs.TrainingRequest(models=["baseline_cnn"], data=str(tiny_fer2013), recipe="fast", teacher="nowhere.npz")
+    assert "unknown recipe 'fast'; choose one of seed, ours, camera" in wrong.problems()
+    assert any("teacher soft labels" in p and "nowhere.npz do not exist" in p for p in wrong.problems())

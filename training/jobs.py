@@ -26,6 +26,35 @@ RUNS_ENV = "EMOJI_MIRROR_RUNS"
 ACTIVE = ("training", "evaluating")
 MAX_EPOCHS = 1000
 MAX_BATCH_SIZE = 4096
+TIER_TEACHER = "results/soft_labels/ensemble_resnet18_t4.npz"  # the tracked soft labels of the best ensemble (73.03% PrivateTest)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One tier's training recipe as the Train page offers it, with the time and result it was measured to take."""
+
+    title: str
+    models: tuple[str, ...]
+    recipe: str
+    epochs: int
+    batch_size: int
+    teacher: str = ""
+    measured: str = ""
+
+
+# Measured: the training times and PrivateTest scores in results/summary.json (train.seconds, train.device).
+PRESETS = {
+    "live": Preset("Live tier: resnet_fer_fast, camera recipe, distilled from the best ensemble's soft labels", ("resnet_fer_fast",), "camera",
+                   120, 128, TIER_TEACHER, "62 min on a 2-core CPU for 67.29% FER2013 PrivateTest (resnet_fer_fast_kd, with a weaker "
+                   "teacher); about 6 min on an H200. The most accuracy per CPU hour of any recipe here, so it is the default."),
+    "photo": Preset("Photo tier: resnet18_fer, our recipe", ("resnet18_fer",), "ours", 60, 128, "",
+                    "7 min on an H200 for 71.83% FER2013 PrivateTest (resnet18_fer_t0); on a 2-core CPU many hours (not measured): "
+                    "for a GPU."),
+    "seed": Preset("The seed project's three: baseline CNN, attention CNN, ViT-Tiny, seed recipe", ("baseline_cnn", "attention_cnn", "vit_tiny"),
+                   "seed", 100, 64, "", "On a 2-core CPU: baseline 53 min for 55.48%, attention CNN 103 min for 63.97% (FER2013 "
+                   "PrivateTest), ViT-Tiny about 270 s an epoch (from scratch it reaches 31.99% with our recipe)."),
+}
+DEFAULT_PRESET = "live"
 # Popen objects of the jobs this process started, polled so finished drivers do not linger as zombies.
 _launched: dict[str, subprocess.Popen] = {}
 
@@ -70,11 +99,15 @@ class TrainingRequest:
     resume: bool = False
     max_train_images: int = 0  # 0 = all
     export_dir: str = str(CHECKPOINT_DIR)
+    recipe: str = "seed"
+    teacher: str = ""  # soft labels to distil from (.npz), "" = none
 
     def problems(self) -> list[str]:
         """Everything wrong with the request, as messages for the user (empty when it can start)."""
         # Imported here, not at module level, so the driver process does not pay for importing torch.
         from emoji_mirror.models import list_models
+
+        from .recipes import RECIPES
 
         found = []
         if not self.models:
@@ -92,6 +125,10 @@ class TrainingRequest:
             found.append(f"epochs must be between 1 and {MAX_EPOCHS} (got {self.epochs})")
         if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
             found.append(f"batch size must be between 1 and {MAX_BATCH_SIZE} (got {self.batch_size})")
+        if self.recipe not in RECIPES:
+            found.append(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}")
+        if self.teacher.strip() and not repo_path(self.teacher).is_file():
+            found.append(f"teacher soft labels {repo_path(self.teacher)} do not exist")
         if self.max_train_images < 0:
             found.append(f"the number of training images must be 0 (all) or more (got {self.max_train_images})")
         if self.run_name and len(self.models) > 1:
@@ -108,7 +145,8 @@ class TrainingRequest:
 
         return command_line(model=",".join(self.models), data=repo_path(self.data), epochs=self.epochs, batch_size=self.batch_size,
                             device=self.device, output_dir=runs, export_dir=repo_path(self.export_dir), no_progress=True,
-                            name=self.run_name or None, max_train_images=self.max_train_images or None, resume=self.resume)
+                            name=self.run_name or None, max_train_images=self.max_train_images or None, resume=self.resume,
+                            recipe=self.recipe, teacher=repo_path(self.teacher) if self.teacher.strip() else None)
 
     def exported_checkpoints(self) -> list[Path]:
         """Where the trainer exports each run's best checkpoint."""
