@@ -89,6 +89,7 @@ _MODEL = {
         "file_mb": {"type": "number", "minimum": 0},
         "data_fingerprint": OPTIONAL_TEXT,
         "commit": OPTIONAL_TEXT,
+        "rebuild": {"type": "string"},  # the command that trains an entry whose checkpoint does not ship again
         "members": {"type": "array", "items": {"type": "string"}},
         "tta_accuracy_on_selection": {"type": "object", "additionalProperties": PERCENT},
         "dataset": {"type": "string"},

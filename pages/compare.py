@@ -133,6 +133,9 @@ st.caption(
     f"selected on {model['selection_split'] or 'unknown'} · TTA {model.get('tta', '?')} · data fingerprint `{(model.get('data_fingerprint') or '?')[:12]}` · "
     f"commit `{model.get('commit') or '?'}`"
 )
+if model.get("rebuild"):
+    st.markdown("Its checkpoint does not ship; this trains it again from what the repository tracks (data: your copy):")
+    st.code(model["rebuild"], language="bash")
 detail_splits = list(model.get("confusion_matrix", {})) or list(model.get("per_class", {}))
 if detail_splits:
     default = detail_splits.index(results.reported_split(model)) if results.reported_split(model) in detail_splits else 0

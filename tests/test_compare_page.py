@@ -280,3 +280,12 @@ def test_photo_scores_get_their_own_table(summary_file):
     photos = display_values(at, FULL_TABLE + 1)
     assert photos.loc[0, "model"] == model["name"] and photos.loc[0, "accuracy %"] == "49.3" and photos.loc[0, "angry recall %"] == "0.0"
     assert photos.loc[0, "faces found %"] == "100.0" and photos.loc[0, "photos"] == "photos/jaffe"
+
+
+@pytest.mark.slow
+def test_an_unshipped_model_shows_the_command_that_rebuilds_it(summary_file):
+    summary = json.loads(summary_file.read_text())
+    summary["models"][0]["rebuild"] = "python -m training.train --model baseline_cnn --data fer2013.zip --name baseline_cnn --export-dir checkpoints"
+    summary_file.write_text(json.dumps(summary))
+    at = run_page()
+    assert summary["models"][0]["rebuild"] in [c.value for c in at.code]

@@ -19,6 +19,7 @@ from emoji_mirror.schemas import summary_problem
 
 from ..data import DataError
 from . import report
+from .rebuild import rebuild_command
 
 SUMMARY_FILE = "summary.json"
 MARKDOWN_FILE = "results.md"
@@ -105,8 +106,21 @@ def results_markdown(entries: list[dict]) -> str:
     return "\n".join(lines) + f"\n\n{SELECTION_NOTE}.\n"
 
 
+def add_rebuild_commands(models: list[dict]) -> None:
+    """Give every entry whose checkpoint does not ship the command that trains it again ("rebuild"), where what is tracked
+    can; the Compare page shows it."""
+    shipped = tracked_checkpoints() or set()
+    for model in models:
+        command = None if model["name"] in shipped else rebuild_command(model, models, shipped)
+        if command:
+            model["rebuild"] = command
+        else:
+            model.pop("rebuild", None)
+
+
 def write_summary(models: list[dict], out: Path) -> None:
     """The results folder's shared files for these (merged) entries: summary.json, results.md and the comparison chart."""
+    add_rebuild_commands(models)
     report.save_figure(report.comparison_figure(models), out / COMPARISON_FILE)
     summary = {"generated": datetime.now(timezone.utc).isoformat(timespec="seconds"), "models": models, "images": {"comparison": COMPARISON_FILE}}
     problem = summary_problem(summary)

@@ -1,0 +1,55 @@
+"""The one command that trains a summary row again from what is tracked: its recorded settings as training.train flags."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+
+from emoji_mirror.paths import REPO_ROOT
+
+from ..recipes import recipe_for
+from ..train import command_line
+
+# Recorded in a run's config but not settings: what the data and the machine were, and the first runs' scheduler name.
+NOT_SETTINGS = {"model", "dataset", "data_fingerprint", "amp", "device", "world_size", "scheduler"}
+DATA = {"fer2013": "fer2013.zip", "ferplus": "ferplus.zip"}
+
+
+def tracked(path: str) -> bool:
+    """Whether git tracks this file of the repository (a teacher's soft labels must be, for a run to be rebuilt)."""
+    found = subprocess.run(["git", "ls-files", "--error-unmatch", path], cwd=REPO_ROOT, capture_output=True)
+    return found.returncode == 0
+
+
+def rebuild_argv(entry: dict) -> list[str] | None:
+    """`python -m training.train ...` with the row's recorded settings (its model's name, exported to checkpoints/), or
+    None when it cannot be rebuilt: an ensemble, no recorded config, or a teacher file that is not tracked."""
+    config = (entry.get("train") or {}).get("config")
+    if entry.get("members") or not config or (config.get("teacher") and not tracked(config["teacher"])):
+        return None
+    recipe = recipe_for(config["model"], config.get("recipe") or "seed")
+    settings = {key: value for key, value in config.items() if key not in NOT_SETTINGS and value not in (None, {})}
+    if isinstance(settings.get("optimizer"), str):
+        settings["optimizer"] = settings["optimizer"].lower()  # the first runs recorded torch's class name
+    settings = {key: value for key, value in settings.items() if key not in recipe or recipe[key] != value}  # the recipe says the rest
+    negated = [f"--no-{key.replace('_', '-')}" for key, value in settings.items() if value is False and isinstance(recipe.get(key), bool)]
+    try:
+        argv = command_line(model=config["model"], data=DATA.get(config.get("dataset"), "fer2013.zip"), name=entry["name"],
+                            export_dir="checkpoints", **settings)
+    except ValueError:  # a setting today's trainer no longer has
+        return None
+    return argv + sorted(negated)
+
+
+def rebuild_command(entry: dict, models: list[dict], shipped: set[str]) -> str | None:
+    """One shell line that trains the row again (`python` for the interpreter); for an ensemble, the evaluation of its
+    members once they are back (each shipped or rebuildable). None when what is tracked cannot rebuild it."""
+    if entry.get("members"):
+        known = {m["name"]: m for m in models}
+        if not all(name in shipped or (name in known and rebuild_argv(known[name])) for name in entry["members"]):
+            return None
+        data = DATA.get(entry.get("dataset"), "fer2013.zip")
+        return shlex.join(["python", "-m", "training.evaluate", "--ensemble", f"{entry['name']}={','.join(entry['members'])}",
+                           "--tta", entry.get("tta", "none"), "--data", data])
+    argv = rebuild_argv(entry)
+    return None if argv is None else shlex.join(["python", *argv[1:]])
