@@ -46,3 +46,8 @@ def test_a_teacher_that_is_not_tracked_means_no_command():
     models = [dict(entry, name="shipped_one")]
     add_rebuild_commands(models)
     assert "rebuild" in models[0]
+
+
+@pytest.mark.parametrize("config", [{"device": "cpu", "epochs": 5}, {"model": "baseline_cnn", "recipe": "gone"}, {"model": "baseline_cnn", "scheduler_x": 1}, None])
+def test_a_config_that_cannot_say_how_gives_no_command_and_no_error(config):
+    assert rebuild_command({"name": "x", "train": {"config": config}}, [], set()) is None

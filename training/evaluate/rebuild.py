@@ -23,11 +23,17 @@ def tracked(path: str) -> bool:
 
 def rebuild_argv(entry: dict) -> list[str] | None:
     """`python -m training.train ...` with the row's recorded settings (its model's name, exported to checkpoints/), or
-    None when it cannot be rebuilt: an ensemble, no recorded config, or a teacher file that is not tracked."""
+    None when it cannot be rebuilt: an ensemble, no recorded config (or one without its model), a teacher file that is not
+    tracked, or settings today's trainer no longer has."""
     config = (entry.get("train") or {}).get("config")
-    if entry.get("members") or not config or (config.get("teacher") and not tracked(config["teacher"])):
+    if entry.get("members") or not isinstance(config, dict) or not isinstance(config.get("model"), str):
         return None
-    recipe = recipe_for(config["model"], config.get("recipe") or "seed")
+    if config.get("teacher") and not tracked(str(config["teacher"])):
+        return None
+    try:
+        recipe = recipe_for(config["model"], config.get("recipe") or "seed")
+    except ValueError:  # a recipe today's trainer no longer has
+        return None
     settings = {key: value for key, value in config.items() if key not in NOT_SETTINGS and value not in (None, {})}
     if isinstance(settings.get("optimizer"), str):
         settings["optimizer"] = settings["optimizer"].lower()  # the first runs recorded torch's class name
