@@ -48,10 +48,15 @@ def normalize(images: torch.Tensor, cfg: Preprocessing) -> torch.Tensor:
     x = images.to(torch.float32) / 255.0
     if x.shape[-1] != cfg.input_size or x.shape[-2] != cfg.input_size:
         x = F.interpolate(x, size=(cfg.input_size, cfg.input_size), mode="bilinear", antialias=True, align_corners=False)
-    if cfg.photometry == "standardize":
-        mean, std = x.mean(dim=(-2, -1), keepdim=True), x.std(dim=(-2, -1), keepdim=True)
-        x = (x - mean) / std.clamp_min(1 / 255) * FACE_STD + FACE_MEAN
-    return (x - cfg.mean) / cfg.std
+    x = (x - cfg.mean) / cfg.std
+    return standardize(x, cfg) if cfg.photometry == "standardize" else x
+
+
+def standardize(x: torch.Tensor, cfg: Preprocessing) -> torch.Tensor:
+    """Normalised faces (N, 1, S, S) with each face's brightness and contrast set to FER2013's typical face (FACE_MEAN,
+    FACE_STD), still normalised: the "standardize" photometry, which training applies after its light augmentation."""
+    mean, std = x.mean(dim=(-2, -1), keepdim=True), x.std(dim=(-2, -1), keepdim=True)
+    return ((x - mean) / std.clamp_min(1 / (255 * cfg.std)) * FACE_STD + FACE_MEAN - cfg.mean) / cfg.std
 
 
 def tta_views(x: torch.Tensor, mode: str) -> torch.Tensor:

@@ -10,7 +10,7 @@ from conftest import make_checkpoint
 from real_faces import astronaut_crops
 
 from emoji_mirror.checkpoint import CheckpointError, load_model
-from emoji_mirror.preprocessing import FACE_MEAN, FACE_STD, Preprocessing, normalize
+from emoji_mirror.preprocessing import FACE_MEAN, FACE_STD, Preprocessing, normalize, standardize
 from training import train
 from training.data.synthetic import make_fer2013
 
@@ -57,6 +57,13 @@ def test_the_field_round_trips_and_old_checkpoints_keep_the_old_behaviour(tmp_pa
 @pytest.mark.slow
 def test_training_with_standardize_stores_it(tmp_path):
     data = make_fer2013(tmp_path / "fer2013.zip")
-    assert train.main(["--model", "baseline_cnn", "--epochs", "1", "--photometry", "standardize", "--data", str(data), "--cache-dir", str(tmp_path / "cache"),
+    assert train.main(["--model", "baseline_cnn", "--epochs", "1", "--recipe", "camera", "--photometry", "standardize", "--data", str(data), "--cache-dir", str(tmp_path / "cache"),
                        "--output-dir", str(tmp_path / "runs"), "--export-dir", str(tmp_path / "out"), "--workers", "0", "--no-progress", "--device", "cpu"]) == 0
     assert load_model(tmp_path / "out" / "baseline_cnn.pt").preprocessing.photometry == "standardize"
+
+
+def test_standardizing_normalised_faces_is_the_same_photometry():
+    """Training standardizes after its light jitter, on normalised faces; the app standardizes inside normalize: one result."""
+    standard = Preprocessing(photometry="standardize")
+    plain = normalize(faces(), Preprocessing())
+    torch.testing.assert_close(standardize(plain * 1.7 + 0.3, standard), normalize(faces(), standard), atol=1e-5, rtol=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import json
 import fcntl
@@ -25,7 +26,7 @@ from emoji_mirror.fileio import atomic_write
 from emoji_mirror.models import count_params, create_model, list_models, model_entry
 from emoji_mirror.schemas import arch_kwargs_schema, schema_problem
 from emoji_mirror.paths import run_name_problem
-from emoji_mirror.preprocessing import PHOTOMETRY, Preprocessing, normalize
+from emoji_mirror.preprocessing import PHOTOMETRY, Preprocessing, normalize, standardize
 
 from .augment import BatchAugment, FaceTensorDataset, batch_augment, train_transform
 from .data import DataError, FaceDataset, load_dataset
@@ -93,6 +94,7 @@ class TrainSet:
 
     def __init__(self, data: RunData, s: argparse.Namespace, rt: Runtime):
         self.s, self.rt, self.cfg = s, rt, Preprocessing(photometry=s.photometry)
+        self.unlit = dataclasses.replace(self.cfg, photometry="none")  # batched augmentation jitters the light first
         self.batch_size = s.batch_size
         self.size = len(data.train_targets)
         if self.size < rt.world_size:
@@ -122,7 +124,8 @@ class TrainSet:
             generator = torch.Generator(device=self.rt.device).manual_seed(seed)
             for step in range(self.steps_per_epoch):
                 idx = order[step * self.global_batch : (step + 1) * self.global_batch].to(self.rt.device)
-                x = batch_augment(normalize(self.images[idx], self.cfg), self.s.train_size, generator, self.augment, self.cfg.mean, self.cfg.std)
+                x = batch_augment(normalize(self.images[idx], self.unlit), self.s.train_size, generator, self.augment, self.cfg.mean, self.cfg.std)
+                x = standardize(x, self.cfg) if self.cfg.photometry == "standardize" else x  # after the light jitter, as the app sees faces
                 mine = self.share(len(idx))
                 yield x[mine], self.targets[idx[mine]]
             return
