@@ -18,6 +18,7 @@ from emoji_mirror.paths import REPO_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 SERVER_START_S = 45
+PAGE_TIMEOUT_S = 90
 # Flags for a quiet, throwaway browser, plus: no host name resolves (only 127.0.0.1 is reachable by URL), no mDNS names
 # replace the browser's ICE addresses, and loopback candidates are allowed.
 CHROMIUM_ARGS = [
@@ -83,10 +84,17 @@ def _stop(server: subprocess.Popen) -> None:
             server.wait(timeout=10)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) the process has used so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def mirror_server(log: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+def mirror_server(log: Path, env: dict[str, str] | None = None, pids: list[int] | None = None) -> Iterator[str]:
     """`streamlit run app.py` on 127.0.0.1 with loopback-only ICE and the repository's .streamlit/config.toml; yields its
-    URL. `env` adds variables (e.g. $EMOJI_MIRROR_CHECKPOINT); stdout and stderr go to `log`."""
+    URL. `env` adds variables (e.g. $EMOJI_MIRROR_CHECKPOINT); stdout and stderr go to `log`; the server's process id
+    is appended to `pids` when given."""
     port = free_loopback_port()
     url = f"http://127.0.0.1:{port}"
     server_env = {key: value for key, value in os.environ.items() if key != ICE_SERVERS_ENV}
@@ -97,11 +105,35 @@ def mirror_server(log: Path, env: dict[str, str] | None = None) -> Iterator[str]
     ]  # fmt: skip
     with log.open("wb") as log_file:
         server = subprocess.Popen(command, cwd=REPO_ROOT, env=server_env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    if pids is not None:
+        pids.append(server.pid)
     try:
         _wait_for_health(url, server, log)
         yield url
     finally:
         _stop(server)
+
+
+@contextmanager
+def chromium_pages(playwright, camera: Path, count: int, viewport: tuple[int, int] = (1280, 900)):
+    """One headless Chromium whose webcam loops the .y4m clip `camera`, with `count` pages in separate contexts (each
+    its own viewer, as separate people would be); yields [(page, console messages)]."""
+    browser = playwright.chromium.launch(
+        executable_path=str(CHROMIUM), headless=True, args=[*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={camera}"]
+    )
+    try:
+        pages = []
+        for _ in range(count):
+            context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+            context.set_default_timeout(PAGE_TIMEOUT_S * 1000)  # a page on an overloaded machine may answer slowly
+            context.add_init_script(RECORD_PEER_CONNECTIONS)
+            page = context.new_page()
+            console: list[str] = []
+            page.on("console", lambda message, lines=console: lines.append(message.text))
+            pages.append((page, console))
+        yield pages
+    finally:
+        browser.close()
 
 
 @contextmanager

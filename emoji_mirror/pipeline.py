@@ -22,6 +22,7 @@ STAGES = ("detect", "crop", "classify", "draw", "total")
 TIMING_EMA = 0.9  # weight of the past in the per-stage millisecond averages
 FPS_WINDOW_S = 2.0
 MIN_ROLL_DEGREES = 1.0  # faces turned less are cropped as they are
+BUSY_CLASSIFY_S = 0.1  # with N viewers sharing the server, each face is classified at most every (N - 1) x this
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,16 @@ class MirrorSettings:
             raise ValueError(f"classify_interval_s must be >= 0, got {self.classify_interval_s}")
 
 
+def busy_settings(settings: MirrorSettings, viewers: int) -> tuple[MirrorSettings, int]:
+    """What one viewer's frames get when `viewers` share the server: classification at most every (N - 1) x 100 ms per
+    face, and detection on one frame in N (the tracks carry the boxes between; while no face is seen, every frame is
+    searched). One viewer gets the settings as they are."""
+    if viewers <= 1:
+        return settings, 1
+    interval = max(settings.classify_interval_s, BUSY_CLASSIFY_S * (viewers - 1))
+    return replace(settings, classify_interval_s=interval), viewers
+
+
 class PipelineStats:
     """Counters and per-stage timings, written by the video thread and read by the page (always under a lock)."""
 
@@ -53,12 +64,14 @@ class PipelineStats:
         self.frames_with_faces = 0
         self.faces = 0
         self.emoji_drawn = 0
+        self.label_changes = 0  # times a followed face's emoji changed (flicker, on a steady face)
         self.stage_ms = dict.fromkeys(STAGES, 0.0)
         self._stage_ms_sum = dict.fromkeys(STAGES, 0.0)
         self._frame_times: deque[float] = deque()
 
-    def record(self, faces: int, emoji_drawn: int, stage_ms: dict[str, float], now: float) -> None:
+    def record(self, faces: int, emoji_drawn: int, stage_ms: dict[str, float], now: float, label_changes: int = 0) -> None:
         with self._lock:
+            self.label_changes = label_changes
             first = self.frames == 0
             self.frames += 1
             self.frames_with_faces += faces > 0
@@ -83,6 +96,7 @@ class PipelineStats:
                 "frames_with_faces": self.frames_with_faces,
                 "faces": self.faces,
                 "emoji_drawn": self.emoji_drawn,
+                "label_changes": self.label_changes,
                 "stage_ms": dict(self.stage_ms),
                 "mean_stage_ms": {stage: total / max(self.frames, 1) for stage, total in self._stage_ms_sum.items()},
                 "fps": (len(times) - 1) / span if span else 0.0,
@@ -133,6 +147,8 @@ class MirrorPipeline:
         self._classifier = classifier
         self._settings = settings or MirrorSettings()
         self._tracker = FaceTracker(self._settings.smoothing)
+        self._boxes: list[FaceBox] = []  # the last detected boxes, reused on frames a busy server skips detection
+        self._undetected = 0  # frames since the last detection
 
     @property
     def settings(self) -> MirrorSettings:
@@ -186,24 +202,30 @@ class MirrorPipeline:
             return 0
         return self.overlay.draw_faces(frame_bgr, results, settings.style, settings.unsure_below, numbered)
 
-    def process(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, list[FaceResult]]:
-        """Annotate one video frame IN PLACE (and return it) with smoothed per-face results; updates the stats."""
+    def process(self, frame_bgr: np.ndarray, viewers: int = 1) -> tuple[np.ndarray, list[FaceResult]]:
+        """Annotate one video frame IN PLACE (and return it) with smoothed per-face results; updates the stats. With
+        several `viewers` sharing the server, it does less per frame (busy_settings)."""
         start = time.perf_counter()
         with self._lock:  # held for the frame (~10 ms): a settings or model change waits for it, tracks stay consistent
-            settings, classifier = self._settings, self._classifier
-            boxes = self.detector.detect(frame_bgr, min_confidence=settings.min_confidence)
+            (settings, detect_every), classifier = busy_settings(self._settings, viewers), self._classifier
+            self._undetected += 1
+            if self._undetected >= detect_every or not self._boxes:
+                self._boxes = self.detector.detect(frame_bgr, min_confidence=settings.min_confidence)
+                self._undetected = 0
+            boxes = self._boxes
             detected = time.perf_counter()
             matches = self._tracker.matches(boxes)
             due = self._tracker.due(boxes, matches, start, settings.classify_interval_s)
             timings = {"detect": (detected - start) * 1e3}
             probs = self._classify(frame_bgr, boxes, due, classifier, settings.align, timings)
             probs, track_ids = self._tracker.update(boxes, probs, start, matches)
+            label_changes = self._tracker.label_changes
         results = self._results(classifier, boxes, probs, track_ids)
         drawn_at = time.perf_counter()
         emoji_drawn = self._draw(frame_bgr, results, settings)
         end = time.perf_counter()
         timings.update(draw=(end - drawn_at) * 1e3, total=(end - start) * 1e3)
-        self.stats.record(len(results), emoji_drawn, timings, end)
+        self.stats.record(len(results), emoji_drawn, timings, end, label_changes)
         return frame_bgr, results
 
     def annotate_image(self, image_bgr: np.ndarray, numbered: bool = False) -> tuple[np.ndarray, list[FaceResult]]:

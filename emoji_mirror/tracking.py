@@ -21,6 +21,11 @@ class Track:
     classified_at: float = 0.0  # clock time of the last classification folded into probs
     missed: int = 0
 
+    @property
+    def label(self) -> int:
+        """The class shown for this face: the top of its smoothed probabilities."""
+        return int(np.argmax(self.probs))
+
 
 def iou(a: FaceBox, b: FaceBox) -> float:
     """Intersection over union of two boxes."""
@@ -39,13 +44,19 @@ def centre_shift(a: FaceBox, b: FaceBox) -> float:
 
 class FaceTracker:
     """Matches each frame's faces to existing tracks (best IoU, or a small centre shift for fast moves) and keeps an
-    exponential moving average of their probabilities; a track unseen for more than `max_missed` frames is dropped."""
+    exponential moving average of their probabilities; a track unseen for more than `max_missed` frames is dropped.
 
-    def __init__(self, smoothing: float = 0.6, max_missed: int = 5, min_iou: float = 0.3, max_shift: float = 0.5):
+    Hysteresis with a fast switch: the average keeps a face's emoji steady against noise, but when a fresh
+    classification puts another class at least `switch_margin` ahead of the shown one, the track takes the fresh
+    probabilities at once (a real change of expression shows in the next frame instead of two or three later)."""
+
+    def __init__(self, smoothing: float = 0.6, max_missed: int = 5, min_iou: float = 0.3, max_shift: float = 0.5, switch_margin: float = 0.5):
         self.smoothing = smoothing  # weight of the past in the average: 0 = no smoothing, towards 1 = very steady
         self.max_missed = max_missed
         self.min_iou = min_iou
         self.max_shift = max_shift
+        self.switch_margin = switch_margin  # fresh lead over the shown class that switches at once (> 1: never)
+        self.label_changes = 0  # times a followed face's shown class changed, since this tracker began
         self.tracks: list[Track] = []
         self._ids = count(1)
 
@@ -75,8 +86,11 @@ class FaceTracker:
             if i in matches:
                 track = self.tracks[matches[i]]
                 if fresh:
-                    track.probs = self.smoothing * track.probs + keep * p
+                    shown = track.label
+                    clear_switch = p[shown] + self.switch_margin <= p.max()
+                    track.probs = np.asarray(p, dtype=np.float32).copy() if clear_switch else self.smoothing * track.probs + keep * p
                     track.classified_at = now
+                    self.label_changes += track.label != shown
                 track.box, track.missed = box, 0
             elif fresh:
                 track = Track(next(self._ids), box, np.asarray(p, dtype=np.float32).copy(), now)

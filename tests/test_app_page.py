@@ -171,3 +171,16 @@ def test_missing_face_model_shows_how_to_get_it(monkeypatch, tmp_path, tiny_chec
     assert not app.exception
     assert len(app.error) == 1 and "face detector" in app.error[0].value and FACE_MODEL_ENV in app.error[0].value
     assert streamer_calls == []
+
+
+def test_page_says_when_the_server_is_busy_and_the_callback_tells_the_pipeline(monkeypatch, tiny_checkpoint, streamer_calls):
+    monkeypatch.setenv(CHECKPOINT_ENV, str(tiny_checkpoint))
+    app = open_app()
+    assert not [info for info in app.info if "busy" in info.value]  # one viewer (none playing here): nothing to say
+    monkeypatch.setattr("emoji_mirror.app.stream.viewers", lambda: 3)
+    app = open_app()
+    assert not app.exception and any("busy: 3 viewers" in info.value for info in app.info)
+    seen = []
+    monkeypatch.setattr("emoji_mirror.pipeline.MirrorPipeline.process", lambda self, image, viewers=1: seen.append(viewers) or (image, []))
+    streamer_calls[-1]["video_frame_callback"](av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="bgr24"))
+    assert seen == [3]

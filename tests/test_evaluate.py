@@ -17,6 +17,7 @@ from sklearn.metrics import confusion_matrix
 from emoji_mirror.checkpoint import LoadedModel, atomic_torch_save, checkpoint_payload, load_model
 from emoji_mirror.labels import FER2013_CLASSES, FERPLUS_CLASSES
 from emoji_mirror.models import create_model
+from emoji_mirror.paths import REPO_ROOT
 from emoji_mirror.preprocessing import Preprocessing, normalize
 from training.data import load_dataset
 from training.data.synthetic import ferplus_votes, make_fer2013, make_ferplus
@@ -329,6 +330,14 @@ def rule_entry(name: str, ms: float | None, recall: float, **extra) -> dict:
             "latency_ms_per_face": None if ms is None else {"batch1": ms, "batch8": ms / 2}, **extra}
 
 
+def not_json(constant: str):
+    raise AssertionError(f"{constant} is not JSON: strict readers (browsers, jq) refuse the file")
+
+
+def test_the_shipped_default_file_is_strict_json():
+    json.loads((REPO_ROOT / "checkpoints" / "default.json").read_text(), parse_constant=not_json)
+
+
 def test_default_rule_picks_the_best_mean_recall_among_fast_single_models(tmp_path, monkeypatch):
     from emoji_mirror import paths
     from emoji_mirror.default_rule import rule_choice
@@ -352,7 +361,7 @@ def test_default_rule_picks_the_best_mean_recall_among_fast_single_models(tmp_pa
         make_checkpoint(tmp_path / f"{name}.pt")
     assert paths.resolve_checkpoint() == tmp_path / "a_first_by_name.pt"  # no default.json: the first shipped
     assert write_default(models, tmp_path / "default.json") == "fast_good"
-    record = json.loads((tmp_path / "default.json").read_text())
+    record = json.loads((tmp_path / "default.json").read_text(), parse_constant=not_json)  # models with no file: MB null, not NaN
     assert record["checkpoint"] == "fast_good" and "mean per-class recall" in record["rule"]
     assert paths.resolve_checkpoint() == tmp_path / "fast_good.pt"
     (tmp_path / "fast_good.pt").unlink()  # the rule's choice is not shipped here: its next eligible candidate, not the first by name

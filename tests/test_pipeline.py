@@ -12,7 +12,7 @@ from skimage.data import astronaut
 from emoji_mirror.classifier import EmotionClassifier
 from emoji_mirror.detector import FaceBox, FaceDetector
 from emoji_mirror.overlay import STYLES, Overlay, load_emoji_images
-from emoji_mirror.pipeline import MirrorPipeline, MirrorSettings, crop_face
+from emoji_mirror.pipeline import MirrorPipeline, MirrorSettings, crop_face, busy_settings
 from emoji_mirror.tracking import FaceTracker
 
 HEAD = (slice(50, 210), slice(150, 300))  # the astronaut's head in skimage's portrait
@@ -279,3 +279,41 @@ def test_overlay_blend_is_exact_and_clipped():
     opaque = visible[..., 3] == 255
     np.testing.assert_allclose(frame[70:100, 0:32][opaque], visible[..., :3][opaque], atol=1)
     assert (frame[:70] == 255).all() and (frame[:, 32:] == 255).all()
+
+
+def test_a_clear_change_of_expression_switches_the_emoji_at_once_and_noise_does_not():
+    tracker = FaceTracker(smoothing=0.6)
+    box = FaceBox(100, 100, 80, 80, 0.9)
+    happy, surprise = np.eye(7, dtype=np.float32)[3] * 0.9 + 0.1 / 7, np.eye(7, dtype=np.float32)[5] * 0.9 + 0.1 / 7
+    tracker.update([box], happy[None], now=0.0)
+    rng = np.random.default_rng(0)
+    for t in range(1, 60):  # a steady happy face with noise: another class now and then near it, never clearly ahead
+        noisy = np.clip(happy + rng.normal(0, 0.12, 7).astype(np.float32), 0.001, None)
+        tracker.update([box], (noisy / noisy.sum())[None], now=t / 30)
+    assert tracker.tracks[0].label == 3 and tracker.label_changes == 0
+    shown, _ = tracker.update([box], surprise[None], now=2.0)  # one frame of a clearly different face: switched
+    assert int(np.argmax(shown[0])) == 5 and tracker.label_changes == 1
+    steady = FaceTracker(smoothing=0.6, switch_margin=2.0)  # no fast switch: the average needs a second frame
+    steady.update([box], happy[None])
+    assert int(np.argmax(steady.update([box], surprise[None])[0][0])) == 3
+    assert int(np.argmax(steady.update([box], surprise[None])[0][0])) == 5 and steady.label_changes == 1
+
+
+def test_a_busy_server_detects_and_classifies_less_and_one_viewer_gets_everything(classifier, detector, monkeypatch):
+    detections, batches = [], []
+    detect, predict = detector.detect, classifier.predict
+    monkeypatch.setattr(detector, "detect", lambda *a, **k: detections.append(1) or detect(*a, **k))
+    monkeypatch.setattr(classifier, "predict", lambda crops: batches.append(len(crops)) or predict(crops))
+    clock = iter(np.arange(0.0, 10.0, 0.004))  # ~7 clock reads a frame: ~35 frames a second
+    monkeypatch.setattr("emoji_mirror.pipeline.time.perf_counter", lambda: next(clock))
+    pipeline = MirrorPipeline(classifier, detector)
+    frame = heads(2)
+    alone = [pipeline.process(frame.copy())[1] for _ in range(12)]
+    assert len(detections) == 12 and sum(batches) == 24 and all(len(faces) == 2 for faces in alone)
+    detections.clear(), batches.clear()
+    busy = [pipeline.process(frame.copy(), viewers=3)[1] for _ in range(12)]
+    assert len(detections) == 4  # one frame in 3
+    assert 2 <= sum(batches) <= 8  # each face at most every 200 ms (12 frames ~ 0.34 s), not on every frame
+    assert all(len(faces) == 2 and [f.track_id for f in faces] == [f.track_id for f in alone[-1]] for faces in busy)  # the faces stay followed
+    assert busy_settings(MirrorSettings(classify_interval_s=0.5), 2) == (MirrorSettings(classify_interval_s=0.5), 2)  # a slower choice stays
+    assert busy_settings(MirrorSettings(), 1) == (MirrorSettings(), 1)

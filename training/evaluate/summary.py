@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -141,6 +142,11 @@ def update_summary(out: Path, entries: list[dict], fresh: bool = False) -> list[
     return models
 
 
+def strict_records(table) -> list[dict]:
+    """A table's rows as dicts for strict JSON: a missing value (NaN) becomes null."""
+    return [{key: None if isinstance(value, float) and math.isnan(value) else value for key, value in row.items()} for row in table.to_dict(orient="records")]
+
+
 def write_default(models: list[dict], path: Path = DEFAULT_FILE) -> str | None:
     """Apply each tier's rule to the summary's models and record the picks (and the rules) in checkpoints/default.json; the
     live tier's pick is the app's default ("checkpoint"). Returns it."""
@@ -149,10 +155,10 @@ def write_default(models: list[dict], path: Path = DEFAULT_FILE) -> str | None:
         print(f"warning: no model meets the default rule ({DEFAULT_RULE}); {path} left as it is", file=sys.stderr)
         return None
     tiers = {name: {"checkpoint": tier_choice(models, tier), "rule": tier.rule,
-                    "candidates": tier_candidates(models, tier).to_dict(orient="records")} for name, tier in TIERS.items()}
+                    "candidates": strict_records(tier_candidates(models, tier))} for name, tier in TIERS.items()}
     record = {"checkpoint": choice, "rule": DEFAULT_RULE, "candidates": tiers["live"]["candidates"], "tiers": tiers,
               "chosen": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    atomic_write(path, (json.dumps(record, indent=2) + "\n").encode())
+    atomic_write(path, (json.dumps(record, indent=2, allow_nan=False) + "\n").encode())
     print(f"default model: {choice} (by the rule: {DEFAULT_RULE}); wrote {path}")
     for name, tier in tiers.items():
         if name != "live":
