@@ -1,13 +1,15 @@
 """The live mirror as a user sees it: the real app in headless Chromium with a fake 640x480 camera showing 0, 1, 2 and 5
 real faces; prints frames per second delivered to the page's <video>, dropped camera frames, the server's ms per stage
-and the delay from a change of face in the camera to the changed emoji on screen. Loopback only, bounded in time.
+and CPU time per frame, emoji changes per minute, the delay from a change of face in the camera to the changed emoji on
+screen, and with --viewers each viewer's frames per second when several watch at once. Loopback only, bounded in time.
 
-    python -m benchmarks.browser [--faces 0,1,2,5] [--seconds 15] [--data fer2013.zip] [--env KEY=VALUE ...]
+    python -m benchmarks.browser [--faces 0,1,2,5] [--viewers 1,2,4] [--seconds 15] [--data fer2013.zip]
+                                 [--profile server.txt] [--env KEY=VALUE ...]
 
 Every camera frame carries its index (benchmarks.fake_camera.stamp) in a corner the overlay leaves alone, so the page can
-tell a new processed frame from a repeat of the last one (streamlit-webrtc returns the latest processed frame for every
-camera frame) and which camera frame each shown frame came from. Targets (issue 11): >= 25 frames/s delivered with 2
-faces from a 30 frames/s camera; the emoji follows a change of face within 300 ms.
+tell a new processed frame from a repeat of the last one and which camera frame each shown frame came from. Targets
+(issue 20): >= 25 new frames/s with 2 faces from a 30 frames/s camera; the emoji follows a change of face within
+150 ms (median); 3 viewers >= 7 frames/s each, 4 viewers >= 5, the slowest >= 0.7 x the fastest.
 """
 
 from __future__ import annotations

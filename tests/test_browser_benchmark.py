@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmarks.browser import FLIP_FRAMES, Scenario, flip_delays, new_frames
+from benchmarks.browser import FLIP_FRAMES, OTHER_PART, Scenario, flip_delays, new_frames, profile_summary
 from benchmarks.fake_camera import read_stamp, stamp, stamped_clip
 from benchmarks.mirror_pipeline import scene
 
@@ -60,3 +60,17 @@ def test_flip_delay_runs_from_the_cameras_change_to_the_new_emoji_on_screen():
     assert missed == 0 and len(delays) == 1 and abs(delays[0] - 180) <= 20
     never = [[t, 0, 0, 4.0, 4.0, 4.0] for t, *_ in outputs]
     assert flip_delays(scenario, inputs, never) == ([], 0)  # the last change: not followed yet, not counted as missed
+
+
+def test_profile_summary_splits_busy_samples_by_part_and_leaves_waiting_out(tmp_path):
+    raw = tmp_path / "server.txt"
+    raw.write_text(
+        "thread (1): worker;run (t.py:1);Vp8Encoder.encode (aiortc/codecs/vpx.py:230) 30\n"
+        "thread (2): loop;BaseEventLoop._run_once (b.py:1);EpollSelector.select (selectors.py:468) 500\n"
+        "thread (3): frames;video_frame_callback (live_mirror.py:39);EmotionClassifier.predict (c.py:5);Conv2d._conv_forward (conv.py:560) 50\n"
+        "thread (4): loop;RTCRtpSender._run_rtp (s.py:9);_write_to_self (e.py:1) 20\n"
+    )
+    busy, parts, functions = profile_summary(raw)
+    assert busy == 100 * 100 / 600
+    assert parts == [(50.0, "classification (PyTorch)"), (30.0, "VP8 encode (aiortc)"), (20.0, OTHER_PART)]  # the first matching part wins
+    assert functions[0] == (50.0, "Conv2d._conv_forward (conv.py:560)")
