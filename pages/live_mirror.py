@@ -17,7 +17,7 @@ classifier, detector = models_or_stop()
 
 settings = dict(
     min_confidence=st.sidebar.slider("Face detection confidence", 0.2, 0.95, 0.5, 0.05, help="Lower finds more (and more doubtful) faces."),
-    smoothing=st.sidebar.slider("Smoothing", 0.0, 0.95, 0.6, 0.05, help="Weight of past frames in each face's emotion: 0 = off, higher = steadier but slower to react."),
+    smoothing=st.sidebar.slider("Smoothing", 0.0, 0.95, 0.6, 0.05, help="Weight of past frames in each face's emotion: 0 = off, higher = steadier against noise. A clear change of expression still switches the emoji at once."),
     classify_interval_s=st.sidebar.select_slider(
         "Classify each face", options=(0.0, 0.05, 0.1, 0.2), format_func=lambda s: f"every {s * 1000:.0f} ms" if s else "every frame",
         help="On a slow machine, classify each followed face at most this often and reuse its result in between.",
