@@ -215,7 +215,7 @@ def test_the_page_opens_on_the_live_tier_preset_and_each_preset_fills_the_form(w
     assert at.get_by_key("preset").value == "live"
     assert at.get_by_key("models").value == ["resnet_fer_fast"] and at.get_by_key("recipe").value == "camera"
     assert at.get_by_key("epochs").value == 120 and at.get_by_key("teacher").value == training_jobs.TIER_TEACHER
-    assert any("Measured: 62 min on a 2-core CPU" in c.value for c in at.caption)
+    assert any("Measured: 68 min on a 2-core CPU" in c.value for c in at.caption)
     at.get_by_key("preset").set_value("seed").run()
     assert at.get_by_key("models").value == ["baseline_cnn", "attention_cnn", "vit_tiny"] and at.get_by_key("recipe").value == "seed"
     assert at.get_by_key("teacher").value == "" and at.get_by_key("batch_size").value == 64 and not at.exception
