@@ -255,6 +255,8 @@ def test_the_students_smoke_distils_every_tier_from_soft_labels(tmp_path):
     for job in STUDENT_SET:
         config = read_checkpoint(root / "checkpoints" / f"{job.name}.pt")["meta"]["config"]
         assert config["teacher"].endswith(f"soft_labels_{job.dataset}.npz") and config["distill_alpha"] == job.distill_alpha
+        assert (config["ferplus_votes"] or "").endswith("soft_labels_fer2013.npz") == bool(job.ferplus_votes)
+        assert (config["photometry"] or "none") == job.photometry
 
 
 @pytest.mark.slow
@@ -262,6 +264,8 @@ def test_the_teacher_and_student_plans_fit_a_call_and_students_read_tracked_soft
     assert {job.model for job in TEACHER_SET} == {"resnet18_fer"} and {job.dataset for job in TEACHER_SET} == {"fer2013", "ferplus"}
     assert all(job.teacher for job in TEACHER_SET) and all(planned_epochs(job, 7 * 60, smoke=False) >= 55 for job in TEACHER_SET)
     assert all(job.soft_labels and (REPO_ROOT / job.soft_labels).is_file() for job in STUDENT_SET)
+    assert all((REPO_ROOT / job.ferplus_votes).is_file() for job in STUDENT_SET if job.ferplus_votes)
+    assert {job.photometry for job in STUDENT_SET} == {"none", "standardize"}  # issue 19's levers, each on its own
     assert {job.model for job in STUDENT_SET} >= {"resnet_fer_fast", "vit_tiny"} and not {j.name for j in STUDENT_SET} & {j.name for j in TEACHER_SET}
     calls = device_calls(9, make_manifests(tmp_path, {"fer2013": 44.3, "ferplus": 46.5}, part_mib(17.0)), "students", 17.0)
     assert len(calls) == 2 and calls[-1]["command"].startswith("python -m training.sprint --plan students")

@@ -66,19 +66,19 @@ def soft_targets_info(path: str | Path) -> dict:
         raise DataError(f"{path}: not a soft-label file from `python -m training.distill` ({exc})") from None
 
 
-def load_soft_targets(path: str | Path, dataset: FaceDataset) -> np.ndarray:
+def load_soft_targets(path: str | Path, dataset: FaceDataset, flag: str = "--teacher") -> np.ndarray:
     """(N, C) soft labels for the dataset's labelled training faces; DataError when the file is for other data."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             probs, info = archive["probs"].astype(np.float32), json.loads(str(archive["info"]))
     except (OSError, KeyError, ValueError) as exc:
-        raise DataError(f"--teacher {path}: not a soft-label file from `python -m training.distill` ({exc})") from None
+        raise DataError(f"{flag} {path}: not a soft-label file from `python -m training.distill` ({exc})") from None
     expected = (len(dataset.splits["train"].labelled()), len(dataset.classes))
     if info.get("fingerprint") != dataset.fingerprint or probs.shape != expected:
-        raise DataError(f"--teacher {path} was made for other data ({info.get('dataset')}, fingerprint {str(info.get('fingerprint'))[:12]}, "
+        raise DataError(f"{flag} {path} was made for other data ({info.get('dataset')}, fingerprint {str(info.get('fingerprint'))[:12]}, "
                         f"shape {probs.shape}); this run's is {dataset.name} {dataset.fingerprint[:12]} {expected}")
     if not np.all(np.isfinite(probs)) or np.any(probs < 0) or not np.allclose(probs.sum(1), 1, atol=1e-2):
-        raise DataError(f"--teacher {path}: rows are not probability distributions")
+        raise DataError(f"{flag} {path}: rows are not probability distributions")
     return probs / probs.sum(1, keepdims=True)  # fp16 storage: rows sum to 1 within 1e-3; training wants them exact
 
 

@@ -61,6 +61,7 @@ def run_config(s: argparse.Namespace, dataset: FaceDataset, rt: Runtime) -> dict
         "world_size": rt.world_size, "compile": s.compile,
         "time_budget_min": s.time_budget_min,  # None unless given, so runs from before the flag still resume
         "photometry": None if s.photometry == "none" else s.photometry,  # likewise
+        "ferplus_votes": s.ferplus_votes, "ferplus_weight": s.ferplus_weight if s.ferplus_votes else None,  # likewise
     }
 
 
@@ -325,7 +326,9 @@ def train_one(model_name: str, dataset: FaceDataset, args: argparse.Namespace, r
     """Train one model to its epoch budget (or early stopping, or its time budget), resumable; returns the best checkpoint path."""
     s = run_settings(args, model_name)
     teacher = load_soft_targets(s.teacher, dataset) if s.teacher else None
-    data = prepare_run_data(dataset, s.select_on, s.holdout_fraction, s.seed, s.targets, s.max_train_images, teacher, s.distill_alpha)
+    votes = load_soft_targets(s.ferplus_votes, dataset, "--ferplus-votes") if s.ferplus_votes else None
+    data = prepare_run_data(dataset, s.select_on, s.holdout_fraction, s.seed, s.targets, s.max_train_images, teacher, s.distill_alpha,
+                            votes, s.ferplus_weight)
     tracked = tracked_splits(s, data)
     config = run_config(s, dataset, rt)
     run_dir = Path(s.output_dir) / (s.name or model_name)
@@ -477,6 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", choices=["labels", "votes"], default="labels", help="FER+ only: train on the vote distribution")
     p.add_argument("--teacher", default=None, help="distil from these soft labels (.npz from `python -m training.distill`)")
     p.add_argument("--distill-alpha", type=float, default=0.7, help="weight of the teacher's soft labels against the labels (with --teacher)")
+    p.add_argument("--ferplus-votes", default=None, help="FER2013 only: mix FER+'s vote distributions for the same faces into the labels "
+                   "(soft labels from `python -m training.data.ferplus_votes`; results/soft_labels/ferplus_votes.npz is tracked)")
+    p.add_argument("--ferplus-weight", type=float, default=0.5, help="weight of the FER+ votes against the FER2013 label (with --ferplus-votes)")
     p.add_argument("--max-train-images", type=int, default=None, help="use only the first N training images (smoke tests)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), or a torch device string")
@@ -540,6 +546,9 @@ def cli_problem(args: argparse.Namespace, models: list[str] = ()) -> str | None:
             problem = f"does not build {model}: {first_line(exc)}"
         if problem:
             return f"--model-kwargs {json.dumps(args.model_kwargs)[:200]}: {problem}"
+    for flag in ("distill_alpha", "ferplus_weight"):
+        if not 0 <= getattr(args, flag) <= 1:
+            return f"--{flag.replace('_', '-')} must be between 0 and 1 (got {getattr(args, flag)})"
     if args.time_budget_min is not None and args.time_budget_min <= 0:
         return f"--time-budget-min must be positive (got {args.time_budget_min})"
     if args.name and run_name_problem(args.name):  # the name is a folder under --output-dir: never a path out of it

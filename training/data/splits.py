@@ -31,10 +31,12 @@ class RunData:
 
 
 def prepare_run_data(dataset: FaceDataset, select_on: str, holdout_fraction: float, seed: int, targets: str, max_train: int | None,
-                     teacher: np.ndarray | None = None, distill_alpha: float = 0.0) -> RunData:
+                     teacher: np.ndarray | None = None, distill_alpha: float = 0.0, votes: np.ndarray | None = None,
+                     votes_weight: float = 0.0) -> RunData:
     """Split the dataset: train, the selection split, and every other labelled split to report on.
 
-    With a teacher (soft labels for every labelled training face), the targets are distill_alpha * teacher +
+    With FER+ votes (a distribution for every labelled training face), the labels become votes_weight * votes +
+    (1 - votes_weight) * the one-hot labels. With a teacher (soft labels for every labelled training face), the targets are distill_alpha * teacher +
     (1 - distill_alpha) * the labels (one-hot, or the vote distribution): knowledge distillation at temperature 1."""
     train = dataset.splits["train"].labelled()
     index = np.arange(len(train))  # rows of the full training split kept, to subset the teacher the same way
@@ -56,6 +58,9 @@ def prepare_run_data(dataset: FaceDataset, select_on: str, holdout_fraction: flo
         train_targets = (train.votes / train.votes.sum(1, keepdims=True)).astype(np.float32)
     else:
         train_targets = train.labels
+    if votes is not None:
+        hard = np.eye(len(dataset.classes), dtype=np.float32)[train.labels]
+        train_targets = (votes_weight * votes[index] + (1 - votes_weight) * hard).astype(np.float32)
     if teacher is not None:
         hard = train_targets if train_targets.ndim == 2 else np.eye(len(dataset.classes), dtype=np.float32)[train_targets]
         train_targets = (distill_alpha * teacher[index] + (1 - distill_alpha) * hard).astype(np.float32)

@@ -30,6 +30,8 @@ def describe_recipe(config: dict) -> str:
         parts.append(f"logit-adjusted loss (tau {config['logit_adjust']}: balanced predictions)")
     if config.get("targets") == "votes":
         parts.append("trained on the annotators' vote distribution")
+    if config.get("ferplus_votes"):
+        parts.append(f"FER+ votes for the same faces mixed into the labels (weight {config.get('ferplus_weight')})")
     if config.get("teacher"):
         parts.append(f"distilled from `{Path(config['teacher']).name}` (weight {config.get('distill_alpha')} on its soft labels)")
     if config.get("ema_decay"):
@@ -74,7 +76,8 @@ def render_card(path: Path) -> str:
         f"| {split} | {m['accuracy']:.2f} | {m['macro_f1']:.2f} | {percent(m.get('mean_recall'))} | {m['n']} | {'selection split (not an unbiased estimate)' if split == selection else 'held out'} |"
         for split, m in meta.get("metrics", {}).items()
     )
-    shown = ("recipe", "epochs", "batch_size", "lr", "patience", "warmup_epochs", "select_on", "seed", "logit_adjust", "targets", "teacher", "distill_alpha", "photometry")
+    shown = ("recipe", "epochs", "batch_size", "lr", "patience", "warmup_epochs", "select_on", "seed", "logit_adjust", "targets", "teacher", "distill_alpha", "photometry",
+             "ferplus_votes", "ferplus_weight")
     unshown_defaults = {"seed": 0, "targets": "labels"}
     flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in config.items() if k in shown and v is not None and unshown_defaults.get(k) != v)
     offset = payload['preprocessing'].get('face_offset_y', 0.0)

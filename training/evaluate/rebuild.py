@@ -23,12 +23,12 @@ def tracked(path: str) -> bool:
 
 def rebuild_argv(entry: dict) -> list[str] | None:
     """`python -m training.train ...` with the row's recorded settings (its model's name, exported to checkpoints/), or
-    None when it cannot be rebuilt: an ensemble, no recorded config (or one without its model), a teacher file that is not
-    tracked, or settings today's trainer no longer has."""
+    None when it cannot be rebuilt: an ensemble, no recorded config (or one without its model), a teacher or FER+ votes
+    file that is not tracked, or settings today's trainer no longer has."""
     config = (entry.get("train") or {}).get("config")
     if entry.get("members") or not isinstance(config, dict) or not isinstance(config.get("model"), str):
         return None
-    if config.get("teacher") and not tracked(str(config["teacher"])):
+    if any(config.get(key) and not tracked(str(config[key])) for key in ("teacher", "ferplus_votes")):
         return None
     try:
         recipe = recipe_for(config["model"], config.get("recipe") or "seed")

@@ -29,6 +29,8 @@ class Job:
     model_kwargs: dict = field(default_factory=dict)
     soft_labels: str | None = None  # distil from this tracked soft-label file (results/soft_labels/), weight distill_alpha
     distill_alpha: float = 0.7
+    photometry: str = "none"  # the crop's light, trained as the app will see it (issue 19: real photos)
+    ferplus_votes: str | None = None  # mix FER+'s votes for the same faces into the FER2013 labels (tracked soft-label file)
 
 
 # Epoch seconds measured by the first sprint (2026-11-26, one H200 shared by these seven processes): every job took about
@@ -61,15 +63,23 @@ TEACHER_SET = (*(Job(f"resnet18_fer_t{seed}", "resnet18_fer", "fer2013", seed=se
 # The students' plan: long schedules distilled from the tracked soft labels (no GPU model needed on disk), one per tier:
 # live (resnet_fer_fast, < 2 ms a face on CPU), photo (a mid-size network and a distilled ResNet-18, stored int8) and
 # FER+, plus ViT-Tiny from scratch taught by the CNN ensemble (DeiT's lesson: a ViT on small data needs a teacher).
+# Seven processes on one card: 7.5 s an epoch each, as the seven of the first sprint took (an over-estimate only shortens
+# the cosine schedule; an under-estimate lets the budget cut it).
 FER2013_TEACHER = "results/soft_labels/ensemble_resnet18_t4.npz"
 FERPLUS_TEACHER = "results/soft_labels/resnet18_fer_ferplus_t0.npz"
+FERPLUS_VOTES = "results/soft_labels/ferplus_votes.npz"
 STUDENT_SET = (
-    Job("resnet_fer_fast_kd_live", "resnet_fer_fast", "fer2013", recipe="camera", soft_labels=FER2013_TEACHER, epoch_seconds=6.0),
-    Job("resnet_fer_small_kd", "resnet_fer_small", "fer2013", recipe="camera", soft_labels=FER2013_TEACHER, epoch_seconds=6.0),
-    Job("resnet18_fer_kd", "resnet18_fer", "fer2013", soft_labels=FER2013_TEACHER, epoch_seconds=7.5),
+    Job("resnet_fer_fast_kd_live", "resnet_fer_fast", "fer2013", recipe="camera", soft_labels=FER2013_TEACHER, epoch_seconds=7.5),
+    Job("resnet_fer_small_kd", "resnet_fer_small", "fer2013", recipe="camera", soft_labels=FER2013_TEACHER, epoch_seconds=7.5),
+    # Issue 19's training levers for real photos, each on its own beside resnet_fer_small_kd (same recipe and teacher):
+    Job("resnet_fer_small_kd_std", "resnet_fer_small", "fer2013", recipe="camera", soft_labels=FER2013_TEACHER, epoch_seconds=7.5,
+        photometry="standardize"),
+    Job("resnet_fer_small_kd_votes", "resnet_fer_small", "fer2013", recipe="camera", soft_labels=FER2013_TEACHER, epoch_seconds=7.5,
+        ferplus_votes=FERPLUS_VOTES),
+    Job("resnet18_fer_kd", "resnet18_fer", "fer2013", soft_labels=FER2013_TEACHER, epoch_seconds=8.0),
     Job("vit_tiny_kd", "vit_tiny", "fer2013", soft_labels=FER2013_TEACHER, distill_alpha=0.9, epoch_seconds=10.0),
     Job("resnet_fer_fast_ferplus_kd_live", "resnet_fer_fast", "ferplus", targets="votes", soft_labels=FERPLUS_TEACHER,
-        distill_alpha=0.5, epoch_seconds=6.0),
+        distill_alpha=0.5, epoch_seconds=7.5),
 )
 
 # --plan NAME: the jobs, and the name of the ensemble of their `ensemble=True` members the sprint scores.
@@ -88,9 +98,11 @@ SMOKE_KWARGS = {
 
 def smoke_plan(plan: str = "accuracy", soft_labels: dict[str, str] | None = None) -> tuple[Job, ...]:
     """A plan at smoke size: tiny widths, no compile (the CPU smoke must take seconds); students read the smoke data's
-    soft labels (`soft_labels`: dataset -> file) instead of the tracked ones, which belong to the real data."""
+    soft labels (`soft_labels`: dataset -> file; FER2013's stands in for the FER+ votes too) instead of the tracked ones,
+    which belong to the real data."""
     return tuple(replace(job, model_kwargs=SMOKE_KWARGS[job.model], compile=False,
-                         soft_labels=(soft_labels or {}).get(job.dataset) if job.soft_labels else None) for job in PLANS[plan][0])
+                         soft_labels=(soft_labels or {}).get(job.dataset) if job.soft_labels else None,
+                         ferplus_votes=(soft_labels or {}).get(job.dataset) if job.ferplus_votes else None) for job in PLANS[plan][0])
 
 
 def planned_epochs(job: Job, train_seconds: float, smoke: bool) -> int:
@@ -110,4 +122,5 @@ def train_command(job: Job, pack: str, epochs: int, budget_min: float, work: str
                         time_budget_min=f"{budget_min:.3f}", targets=job.targets, select_on="public_test", device=device,
                         output_dir=f"{work}/runs", export_dir=f"{work}/export", export_half=True, no_progress=True,
                         model_kwargs=job.model_kwargs or None, teacher=job.soft_labels,
-                        distill_alpha=job.distill_alpha if job.soft_labels else None, compile=job.compile, cache_dir=cache_dir)
+                        distill_alpha=job.distill_alpha if job.soft_labels else None, compile=job.compile, cache_dir=cache_dir,
+                        photometry=None if job.photometry == "none" else job.photometry, ferplus_votes=job.ferplus_votes)
