@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import av
@@ -129,7 +128,7 @@ class NewestFrameTrack(MediaStreamTrack):
             self.processor.on_ended()
 
 
-def use_newest_frame_track() -> Callable:
+def use_newest_frame_track() -> type:
     """Make streamlit-webrtc build NewestFrameTrack wherever it would build its async video track (webrtc_streamer
     with async_processing=True); returns the class it replaced. Idempotent."""
     replaced = streamlit_webrtc.webrtc.AsyncVideoProcessTrack
