@@ -8,8 +8,7 @@ import pytest
 from emoji_mirror.labels import canonical
 from emoji_mirror.paths import REPO_ROOT
 from training import distill, train
-from training.data import ferplus_votes
-from training.data import DataError, load_dataset
+from training.data import DataError, ferplus_votes, load_dataset
 from training.data.forms import FERPLUS_VOTE_COLUMNS
 from training.data.splits import prepare_run_data
 from training.data.synthetic import encode, fer2013_rows, write_fer2013

@@ -83,12 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fer2013, ferplus = load_dataset(args.data, args.cache_dir), load_dataset(args.ferplus, args.cache_dir)
         targets, matched = vote_targets(fer2013, ferplus)
-    except DataError as exc:
+        save_soft_targets(args.out, targets, fer2013, [f"ferplus votes ({ferplus.fingerprint[:12]})"], "none", [ferplus.fingerprint])
+    except (DataError, OSError) as exc:  # OSError: an --out that cannot be written (written atomically: nothing half-done is left)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     labels = fer2013.splits["train"].labelled().labels
     agree = float((targets[matched].argmax(1) == labels[matched]).mean() * 100) if matched.any() else 0.0
-    save_soft_targets(args.out, targets, fer2013, [f"ferplus votes ({ferplus.fingerprint[:12]})"], "none", [ferplus.fingerprint])
     print(f"{args.out}: {int(matched.sum())} of {len(targets)} FER2013 training faces matched to FER+ votes "
           f"(most votes = the FER2013 label for {agree:.1f}% of them); the rest keep their label")
     return 0

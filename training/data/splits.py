@@ -36,8 +36,8 @@ def prepare_run_data(dataset: FaceDataset, select_on: str, holdout_fraction: flo
     """Split the dataset: train, the selection split, and every other labelled split to report on.
 
     With FER+ votes (a distribution for every labelled training face), the labels become votes_weight * votes +
-    (1 - votes_weight) * the one-hot labels. With a teacher (soft labels for every labelled training face), the targets are distill_alpha * teacher +
-    (1 - distill_alpha) * the labels (one-hot, or the vote distribution): knowledge distillation at temperature 1."""
+    (1 - votes_weight) * the one-hot labels. With a teacher (soft labels for every labelled training face), the targets
+    are distill_alpha * teacher + (1 - distill_alpha) * the labels (one-hot, or the vote distribution): knowledge distillation at temperature 1."""
     train = dataset.splits["train"].labelled()
     index = np.arange(len(train))  # rows of the full training split kept, to subset the teacher the same way
     labelled = {name: split.labelled() for name, split in dataset.splits.items() if name != "train"}
