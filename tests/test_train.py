@@ -176,3 +176,15 @@ def test_distilled_student_follows_the_teacher_not_the_labels(tiny_data, tmp_pat
     answers = split_probabilities(student.model, dataset.splits["train"].labelled().images, student.preprocessing).argmax(1)
     assert (answers == (labels + 1) % 7).mean() >= 0.9
     assert read_checkpoint(tmp_path / "runs" / "baseline_cnn" / "last.pt")["meta"]["config"]["distill_alpha"] == 1.0
+
+
+@pytest.mark.parametrize(("avx512_bf16", "amx", "expected"), [(False, False, None), (True, False, torch.bfloat16), (False, True, torch.bfloat16)])
+def test_amp_auto_uses_bf16_only_on_cpus_that_compute_it_natively(monkeypatch, avx512_bf16, amx, expected):
+    # oneDNN emulates bf16 on plain AVX512 (its own check says "supported"), which trains 2.6x slower than fp32.
+    from training.runtime import setup_runtime
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    assert setup_runtime("cpu", "auto").amp_dtype == expected
+    assert setup_runtime("cpu", "off").amp_dtype is None and setup_runtime("cpu", "on").amp_dtype == torch.bfloat16

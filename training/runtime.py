@@ -54,6 +54,13 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX). oneDNN also runs bf16 on plain AVX512 by
+    emulation, which trains about 2.6x slower than fp32 (116 against 44 s an epoch for resnet_fer_fast)."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
 def setup_runtime(device_name: str, amp: str) -> Runtime:
     """Pick the device, start DDP when launched by torchrun (WORLD_SIZE > 1: one CUDA device per rank over NCCL, or
     the CPU over gloo with --device cpu), and choose bf16 autocast where it pays."""
@@ -72,7 +79,7 @@ def setup_runtime(device_name: str, amp: str) -> Runtime:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     use_amp = amp == "on" or (amp == "auto" and device.type == "cuda")
     if amp == "auto" and device.type == "cpu":
-        use_amp = bool(getattr(torch.backends.mkldnn, "is_available", lambda: False)()) and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        use_amp = cpu_has_native_bf16()
     return Runtime(device, torch.bfloat16 if use_amp else None, rank, world_size)
 
 

@@ -486,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-train-images", type=int, default=None, help="use only the first N training images (smoke tests)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), or a torch device string")
-    p.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="bf16 autocast: auto = on CUDA and on CPUs with bf16 support")
+    p.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="bf16 autocast: auto = on CUDA and on CPUs with native bf16 (AVX512-BF16 or AMX; emulated bf16 is slower than fp32)")
     p.add_argument("--workers", type=int, default=min(4, max(1, (os.cpu_count() or 2) - 1)), help="DataLoader worker processes")
     p.add_argument("--output-dir", default="runs", help="run folders (last.pt, best.pt, metrics.jsonl) go here")
     p.add_argument("--name", default=None, help="run name (default: the model name); only with a single model")
