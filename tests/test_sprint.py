@@ -253,7 +253,9 @@ def test_the_students_smoke_distils_every_tier_from_soft_labels(tmp_path):
     summary = json.loads((root / "out" / "summary.json").read_text())
     assert [m["name"] for m in summary["models"]] == [job.name for job in STUDENT_SET] and not summary["failed"]
     for job in STUDENT_SET:
-        config = read_checkpoint(root / "checkpoints" / f"{job.name}.pt")["meta"]["config"]
+        payload = read_checkpoint(root / "checkpoints" / f"{job.name}.pt")
+        config = payload["meta"]["config"]
+        assert payload["arch_kwargs"].items() >= job.model_kwargs.items()  # the job's own settings (a stem) survive the smoke's widths
         assert config["teacher"].endswith(f"soft_labels_{job.dataset}.npz") and config["distill_alpha"] == job.distill_alpha
         assert (config["ferplus_votes"] or "").endswith("soft_labels_fer2013.npz") == bool(job.ferplus_votes)
         assert (config["photometry"] or "none") == job.photometry
