@@ -64,12 +64,12 @@ def fer2013(fer2013_zip, tmp_path_factory):
     return load_dataset(fer2013_zip, cache_dir=tmp_path_factory.mktemp("cache"))
 
 
-def make_checkpoint(path: Path, arch: str = "baseline_cnn", seed: int = 0, meta: dict | None = None) -> Path:
-    """Save an untrained model of `arch` in our checkpoint format (metadata included)."""
+def make_checkpoint(path: Path, arch: str = "baseline_cnn", seed: int = 0, meta: dict | None = None, arch_kwargs: dict | None = None) -> Path:
+    """Save an untrained model of `arch` (built with `arch_kwargs`) in our checkpoint format (metadata included)."""
     torch.manual_seed(seed)
-    model = create_model(arch, num_classes=len(FER2013_CLASSES))
+    model = create_model(arch, num_classes=len(FER2013_CLASSES), **(arch_kwargs or {}))
     meta = meta or {"dataset": "fer2013", "selection_split": "fer2013/public_test", "metrics": {}, "note": "untrained test checkpoint"}
-    atomic_torch_save(checkpoint_payload(model, arch, {}, FER2013_CLASSES, Preprocessing(), meta), path)
+    atomic_torch_save(checkpoint_payload(model, arch, arch_kwargs or {}, FER2013_CLASSES, Preprocessing(), meta), path)
     return path
 
 

@@ -42,6 +42,11 @@ def test_every_architecture_on_astronaut_crops(arch, tmp_path):
     assert_backends_agree(str(make_checkpoint(tmp_path / f"{arch}.pt", arch)), astronaut_crops())
 
 
+@pytest.mark.slow
+def test_vit_on_its_convolutional_stem_on_astronaut_crops(tmp_path):
+    assert_backends_agree(str(make_checkpoint(tmp_path / "vit_conv.pt", "vit_tiny", arch_kwargs={"stem": "conv"})), astronaut_crops())
+
+
 def test_onnx_classifier_reports_no_faces_and_keeps_the_checkpoint_facts(tiny_checkpoint):
     classifier = EmotionClassifier.from_checkpoint(str(tiny_checkpoint), backend="onnxruntime")
     assert classifier.predict([]).shape == (0, len(classifier.classes))
