@@ -61,19 +61,17 @@ def test_vit_loads_pretrained_weights_from_a_local_file(tmp_path):
 
 def test_vit_conv_stem_keeps_the_token_grid_and_round_trips_through_a_checkpoint(tmp_path):
     """stem="conv": timm's ConvStem of stride-2 3x3 convolutions embeds the face into the patch stem's token grid."""
-    from emoji_mirror.checkpoint import atomic_torch_save, checkpoint_payload, load_model
-    from emoji_mirror.labels import FER2013_CLASSES
-    from emoji_mirror.preprocessing import Preprocessing
+    from conftest import make_checkpoint
+    from emoji_mirror.checkpoint import load_model
 
     small = {"depth": 2, "num_heads": 2, "embed_dim": 32}
     for patch_size, tokens in ((8, 36), (4, 144)):
         model = create_model("vit_tiny", stem="conv", patch_size=patch_size, **small)
         assert model.patch_embed.num_patches == tokens == create_model("vit_tiny", patch_size=patch_size, **small).patch_embed.num_patches
         assert any(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3) and m.stride == (2, 2) for m in model.patch_embed.modules())
+    path = make_checkpoint(tmp_path / "vit_conv.pt", "vit_tiny", arch_kwargs={"stem": "conv", **small})
     torch.manual_seed(0)
     model = create_model("vit_tiny", stem="conv", **small).eval()
-    path = tmp_path / "vit_conv.pt"
-    atomic_torch_save(checkpoint_payload(model, "vit_tiny", {"stem": "conv", **small}, FER2013_CLASSES, Preprocessing(), {}), path)
     x = torch.randn(2, 1, 48, 48)
     with torch.no_grad():
         torch.testing.assert_close(load_model(path).model(x), model(x))

@@ -12,6 +12,7 @@ from timm.models.vision_transformer_hybrid import ConvStem
 from ._registry import DROP, register_model
 
 TIMM_NAME = "vit_tiny_patch16_224"
+STEMS = ("patch", "conv")  # timm's patchify convolution, or its ConvStem (stride-2 3x3 convolutions)
 # What a checkpoint may set; never `pretrained` / `pretrained_file` (a download, a file): its own weights replace them.
 CHECKPOINT_KWARGS = {
     "img_size": {"type": "integer", "minimum": 8, "maximum": 512},
@@ -21,9 +22,8 @@ CHECKPOINT_KWARGS = {
     "embed_dim": {"type": "integer", "minimum": 8, "maximum": 1024},
     "drop_rate": DROP,
     "drop_path_rate": DROP,
-    "stem": {"enum": ["patch", "conv"]},
+    "stem": {"enum": list(STEMS)},
 }
-STEMS = ("patch", "conv")
 
 
 @register_model(checkpoint_kwargs=CHECKPOINT_KWARGS, init_only=("pretrained", "pretrained_file"))

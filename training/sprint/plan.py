@@ -103,9 +103,9 @@ SMOKE_KWARGS = {
 
 
 def smoke_plan(plan: str = "accuracy", soft_labels: dict[str, str] | None = None) -> tuple[Job, ...]:
-    """A plan at smoke size: tiny widths (over the job's other settings, such as a stem), no compile (the CPU smoke must take seconds); students read the smoke data's
-    soft labels (`soft_labels`: dataset -> file; FER2013's stands in for the FER+ votes too) instead of the tracked ones,
-    which belong to the real data."""
+    """A plan at smoke size: tiny widths (over the job's other settings, such as a stem), no compile (the CPU smoke must
+    take seconds); students read the smoke data's soft labels (`soft_labels`: dataset -> file; FER2013's stands in for
+    the FER+ votes too) instead of the tracked ones, which belong to the real data."""
     return tuple(replace(job, model_kwargs={**job.model_kwargs, **SMOKE_KWARGS[job.model]}, compile=False,
                          soft_labels=(soft_labels or {}).get(job.dataset) if job.soft_labels else None,
                          ferplus_votes=(soft_labels or {}).get(job.dataset) if job.ferplus_votes else None) for job in PLANS[plan][0])
