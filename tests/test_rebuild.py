@@ -38,11 +38,12 @@ def test_every_unshipped_row_but_one_is_rebuildable_and_the_one_says_why():
         assert ensemble["rebuild"].startswith(f"python -m training.evaluate --ensemble {ensemble['name']}=")
 
 
-def test_a_teacher_that_is_not_tracked_means_no_command():
-    entry = {"name": "x", "train": {"config": {"model": "resnet_fer_fast", "recipe": "camera", "epochs": 5, "teacher": "runs/lost.npz"}}}
+@pytest.mark.parametrize(("key", "kept"), [("teacher", "results/soft_labels/ensemble_resnet18_t4.npz"), ("init_from", "checkpoints/attention_cnn.pt")])
+def test_a_teacher_or_starting_checkpoint_that_is_not_tracked_means_no_command(key, kept):
+    entry = {"name": "x", "train": {"config": {"model": "resnet_fer_fast", "recipe": "camera", "epochs": 5, key: "runs/lost.pt"}}}
     assert rebuild_command(entry, [entry], set()) is None
-    entry["train"]["config"]["teacher"] = "results/soft_labels/ensemble_resnet18_t4.npz"
-    assert "--teacher results/soft_labels/ensemble_resnet18_t4.npz" in rebuild_command(entry, [entry], set())
+    entry["train"]["config"][key] = kept
+    assert f"--{key.replace('_', '-')} {kept}" in rebuild_command(entry, [entry], set())
     models = [dict(entry, name="shipped_one")]
     add_rebuild_commands(models)
     assert "rebuild" in models[0]

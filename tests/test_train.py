@@ -188,3 +188,25 @@ def test_amp_auto_uses_bf16_only_on_cpus_that_compute_it_natively(monkeypatch, a
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
     assert setup_runtime("cpu", "auto").amp_dtype == expected
     assert setup_runtime("cpu", "off").amp_dtype is None and setup_runtime("cpu", "on").amp_dtype == torch.bfloat16
+
+
+@pytest.mark.slow
+def test_init_from_starts_at_the_checkpoints_weights_and_refuses_another_model(tiny_data, tmp_path, capsys):
+    from conftest import make_checkpoint
+
+    from training.distill import weights_sha256
+
+    start = make_checkpoint(tmp_path / "start.pt", seed=5)
+    flags = ["--model", "baseline_cnn", "--epochs", "1", "--lr", "1e-9", "--ema-decay", "0", "--augment", "none", "--patience", "0"]
+    assert train.main([*flags, "--init-from", str(start), *common_flags(tiny_data, tmp_path / "tuned", tmp_path / "cache")]) == 0
+    assert train.main([*flags, *common_flags(tiny_data, tmp_path / "fresh", tmp_path / "cache")]) == 0
+    ours = read_checkpoint(start)["state_dict"]
+    tuned = read_checkpoint(tmp_path / "tuned" / "baseline_cnn" / "last.pt")
+    fresh = read_checkpoint(tmp_path / "fresh" / "baseline_cnn" / "last.pt")["state_dict"]
+    weights = [name for name in ours if name.endswith(".weight") and ours[name].dim() >= 2]  # convolutions and linear layers
+    assert weights and all(torch.allclose(tuned["state_dict"][name], ours[name], atol=1e-6) for name in weights)
+    assert not all(torch.allclose(fresh[name], ours[name], atol=1e-6) for name in weights)  # without it: the seed's own start
+    assert tuned["meta"]["config"]["init_from"] == str(start) and tuned["meta"]["init_sha256"] == weights_sha256(start)
+    other = make_checkpoint(tmp_path / "other.pt", arch="attention_cnn")
+    assert train.main([*flags, "--init-from", str(other), *common_flags(tiny_data, tmp_path / "refused", tmp_path / "cache")]) == 2
+    assert "cannot start this run: architecture 'baseline_cnn' against its 'attention_cnn'" in capsys.readouterr().err

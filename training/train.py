@@ -21,7 +21,8 @@ import torch.distributed as dist
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
-from emoji_mirror.checkpoint import CheckpointError, atomic_torch_save, first_line, size_problem, checkpoint_payload, half_state_dict, load_model, read_checkpoint
+from emoji_mirror.checkpoint import (CheckpointError, atomic_torch_save, checkpoint_payload, first_line, float_state_dict, half_state_dict, load_model,
+                                     read_checkpoint, size_problem)
 from emoji_mirror.fileio import atomic_write
 from emoji_mirror.models import count_params, create_model, list_models, model_entry
 from emoji_mirror.schemas import arch_kwargs_schema, schema_problem
@@ -31,7 +32,7 @@ from emoji_mirror.preprocessing import PHOTOMETRY, Preprocessing, normalize, sta
 from .augment import BatchAugment, FaceTensorDataset, batch_augment, train_transform
 from .data import DataError, FaceDataset, load_dataset
 from .data.splits import RunData, prepare_run_data
-from .distill import load_soft_targets
+from .distill import load_soft_targets, weights_sha256
 from .evaluate.scoring import score, split_probabilities
 from .recipes import (RECIPES, SEED_MODELS, balanced_cross_entropy, build_optimizer, build_scheduler, class_weights, ema_multi_avg_fn,
                       load_scheduler_state, log_prior, recipe_for)
@@ -62,7 +63,21 @@ def run_config(s: argparse.Namespace, dataset: FaceDataset, rt: Runtime) -> dict
         "time_budget_min": s.time_budget_min,  # None unless given, so runs from before the flag still resume
         "photometry": None if s.photometry == "none" else s.photometry,  # likewise
         "ferplus_votes": s.ferplus_votes, "ferplus_weight": s.ferplus_weight if s.ferplus_votes else None,  # likewise
+        "init_from": s.init_from,  # likewise
     }
+
+
+def initial_weights(s: argparse.Namespace, dataset: FaceDataset) -> dict:
+    """--init-from's weights as float32, refused unless its checkpoint is this run's architecture, settings, classes and
+    preprocessing (a fine-tune starts where that model stopped; only the recipe differs)."""
+    payload = read_checkpoint(s.init_from)
+    theirs = (payload["arch"], payload.get("arch_kwargs", {}), list(payload["classes"]), Preprocessing.from_dict(payload.get("preprocessing", {})))
+    ours = (s.model, s.model_kwargs, list(dataset.classes), Preprocessing(photometry=s.photometry))
+    names = ("architecture", "model settings", "classes", "preprocessing")
+    differ = [f"{name} {mine!r} against its {other!r}" for name, other, mine in zip(names, theirs, ours, strict=True) if other != mine]
+    if differ:
+        raise CheckpointError(f"--init-from {s.init_from} cannot start this run: {'; '.join(differ)}")
+    return float_state_dict(payload)
 
 
 def batch_augment_settings(s: argparse.Namespace) -> BatchAugment:
@@ -160,13 +175,15 @@ class Trainer:
     """One model in training: the network, its EMA (what is scored, selected and shipped when on), optimizer, LR schedule,
     loss terms and training faces; `train_epoch` runs one pass, `state_dicts`/`load` carry it through a resume."""
 
-    def __init__(self, s: argparse.Namespace, data: RunData, num_classes: int, rt: Runtime):
+    def __init__(self, s: argparse.Namespace, data: RunData, num_classes: int, rt: Runtime, init: dict | None = None):
         self.s, self.rt = s, rt
         seed_everything(s.seed)
         try:
             self.model = create_model(s.model, num_classes=num_classes, **s.model_kwargs).to(rt.device)
         except OSError as exc:  # initial weights that must be fetched (pretrained=true) and cannot be
             raise DataError(f"{s.model} with --model-kwargs {json.dumps(s.model_kwargs)}: cannot get its initial weights: {first_line(exc)}") from None
+        if init is not None:
+            self.model.load_state_dict(init)
         if rt.device.type != "cpu" or rt.amp_dtype is not None:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = AveragedModel(self.model, multi_avg_fn=ema_multi_avg_fn(s.ema_decay, s.ema_warmup), use_buffers=True) if s.ema_decay else None
@@ -332,7 +349,7 @@ def train_one(model_name: str, dataset: FaceDataset, args: argparse.Namespace, r
     tracked = tracked_splits(s, data)
     config = run_config(s, dataset, rt)
     run_dir = Path(s.output_dir) / (s.name or model_name)
-    trainer = Trainer(s, data, len(dataset.classes), rt)
+    trainer = Trainer(s, data, len(dataset.classes), rt, initial_weights(s, dataset) if s.init_from else None)
     with run_lock(run_dir, rt):
         return train_locked(trainer, s, dataset, data, tracked, config, run_dir, rt)
 
@@ -366,7 +383,7 @@ def train_locked(trainer: Trainer, s: argparse.Namespace, dataset: FaceDataset, 
         print(f"[{model_name}] already finished; scoring and exporting its best checkpoint {run_dir / 'best.pt'}", flush=True)
     trainer.wrap()
     meta_base = {"config": config, "params": count_params(trainer.model), "data_fingerprint": dataset.fingerprint, "dataset": dataset.name,
-                 "selection_split": data.selection_name, "commit": git_commit()}
+                 "selection_split": data.selection_name, "commit": git_commit(), **({"init_sha256": weights_sha256(s.init_from)} if s.init_from else {})}
     if rt.is_main:
         print(f"[{model_name}] {count_params(trainer.model) / 1e6:.2f}M params, {len(data.train_targets)} training images, device {rt.device} "
               f"(amp {rt.amp_dtype}), recipe {s.recipe} ({s.optimizer}, {s.schedule}, lr {s.lr}, ema {s.ema_decay}), "
@@ -483,6 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ferplus-votes", default=None, help="FER2013 only: mix FER+'s vote distributions for the same faces into the labels "
                    "(soft labels from `python -m training.data.ferplus_votes`; results/soft_labels/ferplus_votes.npz is tracked)")
     p.add_argument("--ferplus-weight", type=float, default=0.5, help="weight of the FER+ votes against the FER2013 label (with --ferplus-votes)")
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="start from this checkpoint's weights (same architecture, settings, classes and preprocessing): a fine-tune, e.g. "
+                        "distilling an ensemble into one of its members")
     p.add_argument("--max-train-images", type=int, default=None, help="use only the first N training images (smoke tests)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), or a torch device string")

@@ -23,12 +23,12 @@ def tracked(path: str) -> bool:
 
 def rebuild_argv(entry: dict) -> list[str] | None:
     """`python -m training.train ...` with the row's recorded settings (its model's name, exported to checkpoints/), or
-    None when it cannot be rebuilt: an ensemble, no recorded config (or one without its model), a teacher or FER+ votes
-    file that is not tracked, or settings today's trainer no longer has."""
+    None when it cannot be rebuilt: an ensemble, no recorded config (or one without its model), a teacher, FER+ votes
+    or initial checkpoint file that is not tracked, or settings today's trainer no longer has."""
     config = (entry.get("train") or {}).get("config")
     if entry.get("members") or not isinstance(config, dict) or not isinstance(config.get("model"), str):
         return None
-    if any(config.get(key) and not tracked(str(config[key])) for key in ("teacher", "ferplus_votes")):
+    if any(config.get(key) and not tracked(str(config[key])) for key in ("teacher", "ferplus_votes", "init_from")):
         return None
     try:
         recipe = recipe_for(config["model"], config.get("recipe") or "seed")
