@@ -32,7 +32,7 @@ class Tier:
     @property
     def rule(self) -> str:
         size = f" and <= {self.max_mb:g} MB on disk" if self.max_mb else ""
-        return (f"{self.used_by}: among single {self.dataset.upper().replace('FERPLUS', 'FER+')} models at <= {self.max_ms:g} ms per face "
+        return (f"{self.used_by}: among {self.dataset.upper().replace('FERPLUS', 'FER+')} checkpoints (one file each; a packed ensemble is one) at <= {self.max_ms:g} ms per face "
                 f"(CPU, batch 1, PyTorch or ONNX Runtime, whichever is faster){size}, the one with the best {self.metric_title} on {self.split} (the selection split, never the reported one)")
 
 

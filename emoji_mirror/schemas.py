@@ -209,6 +209,29 @@ def arch_kwargs_schema(entry) -> dict:
     return {"type": "object", "properties": {**entry.checkpoint_kwargs, **dict.fromkeys(entry.init_only, {})}, "additionalProperties": False}
 
 
+def members_problem(entry, arch_kwargs: dict) -> str | None:
+    """'where: what' for a packed model's members (an ensemble's): each a registered architecture one can train, with settings
+    that architecture takes; None when they are all buildable, or the model is not packed."""
+    from .models import model_entry
+
+    if not entry.packed:
+        return None
+    for i, spec in enumerate(arch_kwargs.get("members", [])):
+        where = f"arch_kwargs/members/{i}"
+        if not isinstance(spec, dict):
+            return f"{where}: {reprlib.repr(spec)} is not a member record"
+        try:
+            member = model_entry(spec.get("arch"))
+        except ValueError as exc:
+            return f"{where}: {exc}"
+        if member.packed:
+            return f"{where}: an ensemble cannot be a member of an ensemble"
+        problem = schema_problem(spec.get("arch_kwargs", {}), arch_kwargs_schema(member), f"{where}/arch_kwargs")
+        if problem:
+            return problem
+    return None
+
+
 def checkpoint_problem(payload: object) -> str | None:
     """Why a loaded checkpoint dict cannot be used, as a predicate ('is not ...', 'has ...'); None when it can."""
     import torch
@@ -227,7 +250,7 @@ def checkpoint_problem(payload: object) -> str | None:
         entry = model_entry(payload["arch"])
     except ValueError as exc:
         return f"names an architecture this code does not have ({exc})"
-    problem = schema_problem(payload.get("arch_kwargs", {}), arch_kwargs_schema(entry), "arch_kwargs")
+    problem = schema_problem(payload.get("arch_kwargs", {}), arch_kwargs_schema(entry), "arch_kwargs") or members_problem(entry, payload["arch_kwargs"])
     if problem:
         return f"is not a valid Emoji Mirror checkpoint ({problem})"
     for name, value in payload["state_dict"].items():

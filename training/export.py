@@ -1,5 +1,7 @@
-"""Ship a checkpoint: as ONNX with its metadata inside (`python -m training.export --onnx CHECKPOINT [--out FILE.onnx]`), or
-stored compactly, int8 or fp16, and scored again (`python -m training.export --int8 CHECKPOINT --out OUT.pt [--data PATH]`)."""
+"""Ship a checkpoint: as ONNX with its metadata inside (`python -m training.export --onnx CHECKPOINT [--out FILE.onnx]`),
+stored compactly, int8 or fp16, and scored again (`python -m training.export --int8 CHECKPOINT --out OUT.pt [--data PATH]`),
+or several trained checkpoints packed into one ensemble checkpoint (`python -m training.export --ensemble A,B,C --out OUT.pt
+[--data PATH]`): one file the app, the ONNX backend and training.evaluate load like any other."""
 
 from __future__ import annotations
 
@@ -7,19 +9,25 @@ import argparse
 import hashlib
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
 
-from emoji_mirror.checkpoint import CheckpointError, LoadedModel, atomic_torch_save, half_state_dict, load_model, quantize_int8, read_checkpoint
+from emoji_mirror.checkpoint import (CheckpointError, LoadedModel, atomic_torch_save, checkpoint_payload, float_state_dict, half_state_dict,
+                                     load_model, quantize_int8, read_checkpoint)
 from emoji_mirror.fileio import atomic_write
 from emoji_mirror.labels import emoji_for
+from emoji_mirror.models import count_params, create_model
 from emoji_mirror.onnx_backend import onnx_bytes
 from emoji_mirror.paths import resolve_checkpoint
 
 from .data import DataError, FaceDataset, load_dataset
+from .distill import weights_sha256
+from .evaluate.entries import entry_name
 from .evaluate.model_card import render_card
 from .evaluate.scoring import score, split_probabilities
+from .runtime import git_commit
 
 
 def onnx_metadata(loaded: LoadedModel, checkpoint_sha256: str) -> dict[str, str]:
@@ -65,13 +73,68 @@ def compact(src: Path, out: Path, precision: str, dataset: FaceDataset | None = 
         if payload["meta"].get("data_fingerprint") not in (None, dataset.fingerprint):
             raise DataError(f"{src} was trained on other data than {dataset.name} (fingerprint {dataset.fingerprint[:12]})")
         metrics = payload["meta"].setdefault("metrics", {})
-        for key in list(metrics):
-            split = dataset.splits.get(key.split("/", 1)[1]) if key.startswith(f"{dataset.name}/") else None
-            if split is not None and len(split.labelled()):
-                faces = split.labelled()
-                before = metrics[key]["accuracy"]
-                metrics[key] = score(split_probabilities(compacted.model, faces.images, compacted.preprocessing), faces.labels)
-                changes[key] = (before, metrics[key]["accuracy"])
+        changes = rescore(compacted, dataset, metrics, list(metrics))
+        atomic_torch_save(payload, out)
+    atomic_write(out.with_suffix(".md"), render_card(out))
+    return changes
+
+
+def rescore(loaded: LoadedModel, dataset: FaceDataset, metrics: dict, keys: list[str]) -> dict:
+    """{split key: (recorded accuracy or None, accuracy now)}, with `metrics` updated: each dataset/split key scored (no TTA)."""
+    changes = {}
+    for key in keys:
+        split = dataset.splits.get(key.split("/", 1)[1]) if key.startswith(f"{dataset.name}/") else None
+        if split is not None and len(split.labelled()):
+            faces = split.labelled()
+            before = metrics.get(key, {}).get("accuracy")
+            metrics[key] = score(split_probabilities(loaded.model, faces.images, loaded.preprocessing), faces.labels)
+            changes[key] = (before, metrics[key]["accuracy"])
+    return changes
+
+
+def member_record(path: Path, loaded: LoadedModel) -> dict:
+    """What an ensemble checkpoint keeps of one member: its name, weight hash, architecture, scores and training settings."""
+    meta = loaded.meta
+    return {"name": entry_name(path), "weights_sha256": weights_sha256(path), "arch": loaded.arch, "selection_split": meta.get("selection_split"),
+            "metrics": meta.get("metrics", {}), "epoch": meta.get("epoch"), "config": meta.get("config", {}), "commit": meta.get("commit")}
+
+
+def pack_ensemble(paths: list[Path], out: Path, dataset: FaceDataset | None = None) -> dict:
+    """Write the members' weights as one `ensemble` checkpoint to `out` (atomically, fp32) with its card; refuse members of other
+    classes, data, selection split or preprocessing (photometry aside: each member keeps its own). With the dataset, score the
+    ensemble on its labelled test splits; returns {split: (None, accuracy)}."""
+    if len(paths) < 2:
+        raise CheckpointError("--ensemble needs at least two checkpoints")
+    members = [load_model(path) for path in paths]
+    nested = next((path for path, m in zip(paths, members) if m.arch == "ensemble"), None)
+    if nested:
+        raise CheckpointError(f"{nested} is itself an ensemble, and an ensemble cannot be a member of an ensemble (pack its members instead)")
+    first = members[0]
+    for path, member in zip(paths[1:], members[1:]):
+        for what, mine, theirs in (("classes", member.classes, first.classes),
+                                   ("data fingerprint", member.meta.get("data_fingerprint"), first.meta.get("data_fingerprint")),
+                                   ("selection split", member.meta.get("selection_split"), first.meta.get("selection_split")),
+                                   ("preprocessing", replace(member.preprocessing, photometry="none"), replace(first.preprocessing, photometry="none"))):
+            if mine != theirs:
+                raise CheckpointError(f"{path} cannot join {paths[0]} in an ensemble: its {what} {mine} differ from {theirs}")
+    preprocessing = replace(first.preprocessing, photometry="none")  # each member standardizes its own input when it was trained so
+    payloads = [read_checkpoint(path) for path in paths]
+    arch_kwargs = {"members": [{"arch": p["arch"], "arch_kwargs": p.get("arch_kwargs", {}), "photometry": m.preprocessing.photometry}
+                               for p, m in zip(payloads, members)],
+                   "mean": preprocessing.mean, "std": preprocessing.std}
+    model = create_model("ensemble", num_classes=len(first.classes), **arch_kwargs)
+    model.load_state_dict({f"members.{i}.{name}": value for i, p in enumerate(payloads) for name, value in float_state_dict(p).items()})
+    meta = {"dataset": first.meta.get("dataset"), "data_fingerprint": first.meta.get("data_fingerprint"),
+            "selection_split": first.meta.get("selection_split"), "params": count_params(model), "commit": git_commit(),
+            "members": [member_record(path, member) for path, member in zip(paths, members)], "metrics": {}}
+    payload = checkpoint_payload(model, "ensemble", arch_kwargs, first.classes, preprocessing, meta)
+    atomic_torch_save(payload, out)
+    packed = load_model(out)  # refuse to leave a file that does not load
+    changes = {}
+    if dataset is not None:
+        if meta["data_fingerprint"] not in (None, dataset.fingerprint):
+            raise DataError(f"the members were trained on other data than {dataset.name} (fingerprint {dataset.fingerprint[:12]})")
+        changes = rescore(packed, dataset, meta["metrics"], [f"{dataset.name}/{s}" for s in dataset.splits if s != "train"])
         atomic_torch_save(payload, out)
     atomic_write(out.with_suffix(".md"), render_card(out))
     return changes
@@ -92,13 +155,17 @@ def main(argv: list[str] | None = None) -> int:
     form.add_argument("--onnx", metavar="CHECKPOINT", help="checkpoint name or path to export to ONNX")
     form.add_argument("--int8", metavar="CHECKPOINT", help="store this checkpoint's weights int8 (per-channel scales)")
     form.add_argument("--fp16", metavar="CHECKPOINT", help="store this checkpoint's weights fp16")
+    form.add_argument("--ensemble", metavar="A,B,...", help="pack these checkpoints (names or paths) into one ensemble checkpoint")
     parser.add_argument("--out", type=Path, help="file to write (default for --onnx: the checkpoint's path with .onnx; required otherwise)")
-    parser.add_argument("--data", help="--int8/--fp16: score the compact file again on the splits its metadata has scores for")
+    parser.add_argument("--data", help="--int8/--fp16: score the compact file again on the splits its metadata has scores for; "
+                                       "--ensemble: score the ensemble on every labelled test split")
     parser.add_argument("--cache-dir", help="decoded-data cache (default: $EMOJI_MIRROR_CACHE or ~/.cache/emoji_mirror)")
     args = parser.parse_args(argv)
     if not args.onnx and not args.out:
-        parser.error("--int8 and --fp16 need --out")
+        parser.error("--int8, --fp16 and --ensemble need --out")
     try:
+        if args.ensemble:
+            return pack_main([resolve_checkpoint(spec) for spec in args.ensemble.split(",") if spec], args)
         checkpoint = resolve_checkpoint(args.onnx or args.int8 or args.fp16)
         problem = out_problem(checkpoint, args.out or checkpoint.with_suffix(".onnx"))
         if problem:
@@ -118,6 +185,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.out}: {precision}, {args.out.stat().st_size / 2**20:.1f} MiB (was {checkpoint.stat().st_size / 2**20:.1f} MiB)")
     for split, (before, after) in changes.items():
         print(f"{split}: {before:.2f}% -> {after:.2f}% (no TTA; scores in the compact file and its card)")
+    return 0
+
+
+def pack_main(paths: list[Path], args: argparse.Namespace) -> int:
+    """--ensemble: pack, then print the file and its scores."""
+    problems = [problem for problem in (out_problem(path, args.out) for path in paths) if problem]
+    if problems:
+        print(f"error: {problems[0]}", file=sys.stderr)
+        return 2
+    dataset = load_dataset(args.data, args.cache_dir) if args.data else None
+    changes = pack_ensemble(paths, args.out, dataset)
+    print(f"wrote {args.out}: ensemble of {', '.join(map(entry_name, paths))}, {args.out.stat().st_size / 2**20:.1f} MiB")
+    for split, (_, after) in changes.items():
+        print(f"{split}: {after:.2f}% (no TTA; scores in the file and its card)")
     return 0
 
 

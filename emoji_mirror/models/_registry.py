@@ -20,30 +20,33 @@ class ModelEntry:
     build: Callable[..., nn.Module]
     checkpoint_kwargs: dict  # name -> JSON schema of each constructor kwarg a checkpoint's arch_kwargs may set
     init_only: tuple[str, ...]  # kwargs that only pick initial weights: a checkpoint's own weights replace them
+    packed: bool = False  # built from other trained checkpoints (an ensemble), never trained by name
 
 
 _model_entries: dict[str, ModelEntry] = {}
 
 
-def register_model(fn: Callable[..., nn.Module] | None = None, *, checkpoint_kwargs: dict | None = None, init_only: tuple[str, ...] = ()):
+def register_model(fn: Callable[..., nn.Module] | None = None, *, checkpoint_kwargs: dict | None = None, init_only: tuple[str, ...] = (),
+                   packed: bool = False):
     """Decorator, bare or with arguments: register a model constructor under its function name.
 
     checkpoint_kwargs declares the kwargs (with a JSON schema each) a checkpoint may set; none when left out.
     init_only names kwargs that choose initial weights (downloads, files): the checkpoint loader drops them.
+    packed marks a model built from other trained checkpoints (an ensemble): loadable, but not offered for training.
     """
 
     def register(constructor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if constructor.__name__ in _model_entries:
             raise ValueError(f"model {constructor.__name__!r} is registered twice")
-        _model_entries[constructor.__name__] = ModelEntry(constructor, dict(checkpoint_kwargs or {}), tuple(init_only))
+        _model_entries[constructor.__name__] = ModelEntry(constructor, dict(checkpoint_kwargs or {}), tuple(init_only), packed)
         return constructor
 
     return register(fn) if fn is not None else register
 
 
-def list_models() -> list[str]:
-    """Names of all registered models, sorted."""
-    return sorted(_model_entries)
+def list_models(packed: bool = False) -> list[str]:
+    """Names of the registered models one can train, sorted; with packed=True, those built from trained checkpoints too."""
+    return sorted(name for name, entry in _model_entries.items() if packed or not entry.packed)
 
 
 def model_entry(name: str) -> ModelEntry:
@@ -51,7 +54,7 @@ def model_entry(name: str) -> ModelEntry:
     try:
         return _model_entries[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(list_models())}") from None
+        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(list_models(packed=True))}") from None
 
 
 def create_model(name: str, num_classes: int = 7, **kwargs) -> nn.Module:

@@ -46,6 +46,18 @@ def describe_recipe(config: dict) -> str:
     return f"`{recipe}` recipe: " + ", ".join(parts)
 
 
+def describe_members(meta: dict) -> str:
+    """The Members lines of a packed ensemble's card: each member's scores, recipe and weight hash, and how it was packed."""
+    names = [m["name"] for m in meta["members"]]
+    lines = [f"- **Members** (the mean of their probabilities; packed by `python -m training.export --ensemble {','.join(names)}`, "
+             f"commit `{meta.get('commit', '?')}`):"]
+    for member in meta["members"]:
+        scores = ", ".join(f"{split} {m['accuracy']:.2f}" for split, m in member.get("metrics", {}).items())
+        lines.append(f"  - `{member['name']}` (`{member['arch']}`, weights sha256 `{member['weights_sha256'][:12]}`): {scores or 'no scores'}; "
+                     f"{describe_recipe(member.get('config', {}))}, best epoch {member.get('epoch', '?')}.")
+    return "\n".join(lines)
+
+
 def time_to_accuracy(history: list[dict]) -> str:
     """A line with the training time to reach 55/60/65/68/70% on a tracked split, when the run tracked one."""
     keys = sorted({k for r in history for k in r if k.endswith("(tracked)")})
@@ -81,6 +93,10 @@ def render_card(path: Path) -> str:
     unshown_defaults = {"seed": 0, "targets": "labels"}
     flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in config.items() if k in shown and v is not None and unshown_defaults.get(k) != v)
     offset = payload['preprocessing'].get('face_offset_y', 0.0)
+    training = describe_members(meta) if meta.get("members") else (
+        f"- **Recipe:** {describe_recipe(config)}\n  (`python -m training.train --model {payload['arch']} {flags}`); best epoch "
+        f"{meta.get('epoch', '?')} of {len(history)} trained,\n  {minutes:.0f} min on {config.get('device', '?')} (amp {config.get('amp', '?')}). "
+        f"Commit `{meta.get('commit', '?')}`.")
     return f"""# {path.stem}
 
 - **Architecture:** `{payload['arch']}` {payload.get('arch_kwargs') or ''} — {meta.get('params', 0) / 1e6:.2f}M parameters, built by `create_model("{payload['arch']}")`{storage}.
@@ -88,9 +104,7 @@ def render_card(path: Path) -> str:
   live crop: the detector's box plus {payload['preprocessing'].get('face_margin', 0.1)} of its side on each side, {f"centre moved {'up' if offset < 0 else 'down'} by {abs(offset)} of it" if offset else 'same centre'} (`python -m training.data.framing`).
 - **Classes:** {', '.join(payload['classes'])}.
 - **Data:** {meta.get('dataset', '?')} training split (data fingerprint `{meta.get('data_fingerprint', '?')[:16]}`); model selected on `{selection}`.
-- **Recipe:** {describe_recipe(config)}
-  (`python -m training.train --model {payload['arch']} {flags}`); best epoch {meta.get('epoch', '?')} of {len(history)} trained,
-  {minutes:.0f} min on {config.get('device', '?')} (amp {config.get('amp', '?')}). Commit `{meta.get('commit', '?')}`.
+{training}
 {time_to_accuracy(history)}
 | split | accuracy % | macro-F1 % | mean recall % | images | role |
 |---|---|---|---|---|---|

@@ -16,6 +16,7 @@ from sklearn.metrics import ConfusionMatrixDisplay
 from timm.models.vision_transformer import VisionTransformer
 
 from emoji_mirror.fileio import atomic_write
+from emoji_mirror.models.ensemble import Ensemble
 
 ATTENTION_FACES_PER_CLASS = 2
 
@@ -153,6 +154,9 @@ def saliency_maps(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torc
     """(maps (N, H, W) in [0, 1], predicted classes (N,), method name) for a normalised batch, by architecture."""
     with torch.no_grad():
         predicted = model(x).argmax(1)
+    if isinstance(model, Ensemble):
+        each = [saliency_maps(member, faces) for member, faces in model.member_inputs(x)]
+        return torch.stack([maps for maps, _, _ in each]).mean(0), predicted, f"mean of the members' maps: {'; '.join(sorted({method for *_, method in each}))}"
     if hasattr(model, "spatial_maps"):
         return cbam_maps(model, x), predicted, "CBAM spatial attention (mean of stages)"
     if isinstance(model, VisionTransformer):
