@@ -64,7 +64,8 @@ def test_the_pack_records_its_members_and_stores_int8(members, tmp_path, capsys)
     assert [m["weights_sha256"] for m in meta["members"]] == [weights_sha256(p) for p in members]
     assert meta["selection_split"] == "fer2013/public_test" and meta["data_fingerprint"] == "f" * 64
     card = out.with_suffix(".md").read_text()
-    assert "**Members**" in card and "`standardized`" in card and "training.export --ensemble plain,standardized" in card
+    assert "`ensemble` of `resnet_fer_fast` + `resnet_fer_fast` (input standardized)" in card and "**Members**" in card and "`standardized`" in card
+    assert "training.export --ensemble plain,standardized" in card
     assert main(["--int8", str(out), "--out", str(small)]) == 0
     assert small.stat().st_size < out.stat().st_size / 3
     faces = astronaut_crops()
@@ -73,8 +74,8 @@ def test_the_pack_records_its_members_and_stores_int8(members, tmp_path, capsys)
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"classes": FERPLUS_CLASSES}, "its classes"),
-    ({"selection": "fer2013/private_test"}, "its selection split"),
+    ({"classes": FERPLUS_CLASSES}, "its classes ("),
+    ({"selection": "fer2013/private_test"}, "its selection split (fer2013/private_test) is not the other's"),
 ])
 def test_members_of_other_classes_or_selection_are_refused(tmp_path, capsys, change, message):
     other = member(tmp_path / "other.pt", 3, **change)

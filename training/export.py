@@ -116,7 +116,9 @@ def pack_ensemble(paths: list[Path], out: Path, dataset: FaceDataset | None = No
                                    ("selection split", member.meta.get("selection_split"), first.meta.get("selection_split")),
                                    ("preprocessing", replace(member.preprocessing, photometry="none"), replace(first.preprocessing, photometry="none"))):
             if mine != theirs:
-                raise CheckpointError(f"{path} cannot join {paths[0]} in an ensemble: its {what} {mine} differ from {theirs}")
+                raise CheckpointError(f"{path} cannot join {paths[0]} in an ensemble: its {what} ({mine}) is not the other's ({theirs})")
+    if dataset is not None and first.meta.get("data_fingerprint") not in (None, dataset.fingerprint):
+        raise DataError(f"the members were trained on other data than {dataset.name} (fingerprint {dataset.fingerprint[:12]})")
     preprocessing = replace(first.preprocessing, photometry="none")  # each member standardizes its own input when it was trained so
     payloads = [read_checkpoint(path) for path in paths]
     arch_kwargs = {"members": [{"arch": p["arch"], "arch_kwargs": p.get("arch_kwargs", {}), "photometry": m.preprocessing.photometry}
@@ -132,8 +134,6 @@ def pack_ensemble(paths: list[Path], out: Path, dataset: FaceDataset | None = No
     packed = load_model(out)  # refuse to leave a file that does not load
     changes = {}
     if dataset is not None:
-        if meta["data_fingerprint"] not in (None, dataset.fingerprint):
-            raise DataError(f"the members were trained on other data than {dataset.name} (fingerprint {dataset.fingerprint[:12]})")
         changes = rescore(packed, dataset, meta["metrics"], [f"{dataset.name}/{s}" for s in dataset.splits if s != "train"])
         atomic_torch_save(payload, out)
     atomic_write(out.with_suffix(".md"), render_card(out))

@@ -46,6 +46,15 @@ def describe_recipe(config: dict) -> str:
     return f"`{recipe}` recipe: " + ", ".join(parts)
 
 
+def describe_kwargs(payload: dict) -> str:
+    """The architecture's settings as the card shows them: a packed ensemble's as its members' architectures."""
+    kwargs = payload.get("arch_kwargs") or {}
+    if "members" in kwargs:
+        return "of " + " + ".join(f"`{m['arch']}`" + (f" {m['arch_kwargs']}" if m.get("arch_kwargs") else "")
+                                  + (" (input standardized)" if m.get("photometry") == "standardize" else "") for m in kwargs["members"])
+    return str(kwargs) if kwargs else ""
+
+
 def describe_members(meta: dict) -> str:
     """The Members lines of a packed ensemble's card: each member's scores, recipe and weight hash, and how it was packed."""
     names = [m["name"] for m in meta["members"]]
@@ -99,7 +108,7 @@ def render_card(path: Path) -> str:
         f"Commit `{meta.get('commit', '?')}`.")
     return f"""# {path.stem}
 
-- **Architecture:** `{payload['arch']}` {payload.get('arch_kwargs') or ''} — {meta.get('params', 0) / 1e6:.2f}M parameters, built by `create_model("{payload['arch']}")`{storage}.
+- **Architecture:** `{payload['arch']}` {describe_kwargs(payload)} — {meta.get('params', 0) / 1e6:.2f}M parameters, built by `create_model("{payload['arch']}")`{storage}.
 - **Input:** {payload['preprocessing']['input_size']}x{payload['preprocessing']['input_size']} grayscale face crop, scaled to [0, 1], {"standardized to FER2013's typical brightness and contrast, " if payload['preprocessing'].get('photometry', 'none') != 'none' else ''}normalised with mean {payload['preprocessing']['mean']} / std {payload['preprocessing']['std']};
   live crop: the detector's box plus {payload['preprocessing'].get('face_margin', 0.1)} of its side on each side, {f"centre moved {'up' if offset < 0 else 'down'} by {abs(offset)} of it" if offset else 'same centre'} (`python -m training.data.framing`).
 - **Classes:** {', '.join(payload['classes'])}.
