@@ -106,9 +106,6 @@ def pack_ensemble(paths: list[Path], out: Path, dataset: FaceDataset | None = No
     if len(paths) < 2:
         raise CheckpointError("--ensemble needs at least two checkpoints")
     members = [load_model(path) for path in paths]
-    nested = next((path for path, m in zip(paths, members) if m.arch == "ensemble"), None)
-    if nested:
-        raise CheckpointError(f"{nested} is itself an ensemble, and an ensemble cannot be a member of an ensemble (pack its members instead)")
     first = members[0]
     for path, member in zip(paths[1:], members[1:]):
         for what, mine, theirs in (("classes", member.classes, first.classes),
@@ -124,7 +121,10 @@ def pack_ensemble(paths: list[Path], out: Path, dataset: FaceDataset | None = No
     arch_kwargs = {"members": [{"arch": p["arch"], "arch_kwargs": p.get("arch_kwargs", {}), "photometry": m.preprocessing.photometry}
                                for p, m in zip(payloads, members)],
                    "mean": preprocessing.mean, "std": preprocessing.std}
-    model = create_model("ensemble", num_classes=len(first.classes), **arch_kwargs)
+    try:
+        model = create_model("ensemble", num_classes=len(first.classes), **arch_kwargs)
+    except ValueError as exc:  # the constructor's own refusals (a member that is itself an ensemble)
+        raise CheckpointError(f"cannot pack {', '.join(map(str, paths))}: {exc}") from None
     model.load_state_dict({f"members.{i}.{name}": value for i, p in enumerate(payloads) for name, value in float_state_dict(p).items()})
     meta = {"dataset": first.meta.get("dataset"), "data_fingerprint": first.meta.get("data_fingerprint"),
             "selection_split": first.meta.get("selection_split"), "params": count_params(model), "commit": git_commit(),
