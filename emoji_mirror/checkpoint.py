@@ -55,8 +55,7 @@ def quantize_int8(payload: dict) -> dict:
     per-output-channel scale (`int8_scales`), and the rest fp16: about a quarter of the fp32 file. Loading restores
     float weights (value x scale); no int8 kernels are needed, so accuracy is all that changes (measure it)."""
     state, scales = {}, {}
-    for name, value in payload["state_dict"].items():
-        value = value.float() if value.is_floating_point() else value
+    for name, value in float_state_dict(payload).items():  # an int8 or fp16 file is widened first, then stored again
         if value.is_floating_point() and value.dim() >= 2:
             reduce = tuple(range(1, value.dim()))
             scale = value.abs().amax(dim=reduce, keepdim=True) / 127

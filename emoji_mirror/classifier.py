@@ -31,16 +31,17 @@ class EmotionClassifier:
     def from_checkpoint(cls, spec: str | None = None, device: str = "cpu", tta: str = "none", backend: str = "torch", threads: int | None = None) -> "EmotionClassifier":
         """Resolve (see paths.resolve_checkpoint) and load a checkpoint; raises FileNotFoundError / CheckpointError.
 
-        backend "onnxruntime" exports the network to ONNX in memory and runs it with ONNX Runtime on the CPU, with
+        backend "onnxruntime" exports the network to ONNX in memory (int8 when the checkpoint carries an activation
+        calibration) and runs it with ONNX Runtime on the CPU, with
         `threads` intra-op threads (None: its default); "torch" (the default) runs it with PyTorch on `device`.
         """
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         loaded = load_model(resolve_checkpoint(spec), device if backend == "torch" else "cpu")
         if backend == "onnxruntime":
-            from .onnx_backend import OnnxNetwork  # imported on use: the torch backend never loads ONNX Runtime
+            from .onnx_backend import onnx_network  # imported on use: the torch backend never loads ONNX Runtime
 
-            loaded = replace(loaded, model=OnnxNetwork(loaded.model, loaded.preprocessing.input_size, threads))
+            loaded = replace(loaded, model=onnx_network(loaded, threads))
         return cls(loaded, tta)
 
     def predict(self, faces: list[np.ndarray]) -> np.ndarray:

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import io
 import warnings
+from typing import TYPE_CHECKING
 
 import onnxruntime
 import torch
 import torch.nn as nn
+
+from .onnx_int8 import quantize
+
+if TYPE_CHECKING:
+    from .checkpoint import LoadedModel
 
 INPUT_NAME = "faces"
 OUTPUT_NAME = "logits"
@@ -36,11 +42,19 @@ class OnnxNetwork(nn.Module):
     """A network run by ONNX Runtime on the CPU, called like the torch module it was exported from: normalised faces in,
     logits out (so preprocessing.predict_proba, TTA included, works unchanged)."""
 
-    def __init__(self, model: nn.Module, input_size: int, threads: int | None = None):
+    def __init__(self, model: nn.Module, input_size: int, threads: int | None = None, calibration: dict | None = None, spin: bool = True):
+        """`calibration` (a checkpoint's meta["onnx_int8"]): run the network int8, built from those activation ranges.
+        `spin`: idle threads spin, ready for the next face (about half the latency at batch 1); False for batch work in a
+        process that also times or runs other code (spinning threads take its cores until the session is collected)."""
         super().__init__()
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default, one thread per physical core
-        self.session = onnxruntime.InferenceSession(onnx_bytes(model, input_size), options, providers=["CPUExecutionProvider"])
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        graph = onnx_bytes(model, input_size)
+        self.int8 = calibration is not None
+        if self.int8:
+            graph = quantize(graph, calibration)
+        self.session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
     def __deepcopy__(self, memo: dict) -> "OnnxNetwork":
         """Copies share the session: it never changes and runs from any thread (copy.deepcopy(model) works, as in
@@ -50,3 +64,16 @@ class OnnxNetwork(nn.Module):
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
         faces = faces.detach().to("cpu", torch.float32).contiguous()
         return torch.from_numpy(self.session.run([OUTPUT_NAME], {INPUT_NAME: faces.numpy()})[0])
+
+
+def onnx_network(loaded: "LoadedModel", threads: int | None = None, spin: bool = True) -> OnnxNetwork:
+    """A loaded checkpoint's network on ONNX Runtime: int8 when the checkpoint carries an activation calibration that fits
+    this export (meta["onnx_int8"], from `python -m training.export --int8 ... --calibrate`), else float (with a warning
+    when its calibration does not fit)."""
+    calibration = loaded.meta.get("onnx_int8")
+    if calibration is not None:
+        try:
+            return OnnxNetwork(loaded.model, loaded.preprocessing.input_size, threads, calibration, spin)
+        except ValueError as exc:
+            warnings.warn(f"{loaded.path} runs float on ONNX Runtime: {exc}", RuntimeWarning, stacklevel=2)
+    return OnnxNetwork(loaded.model, loaded.preprocessing.input_size, threads, spin=spin)

@@ -49,6 +49,9 @@ META = {
         "params": PARAMS,
         "history": {"type": "array"},
         "config": {"type": "object"},
+        # ONNX Runtime's calibration cache (activation ranges) and the wiring of the graph it was measured on
+        "onnx_int8": {"type": "object", "required": ["signature", "cache"],
+                      "properties": {"signature": {"type": "string"}, "cache": {"type": "object"}, "faces": {"type": "string"}}},
     },
 }
 # Other top-level keys (the training state in a run's last.pt: raw_state_dict, ema, optimizer, ...) are not used here.
@@ -103,6 +106,7 @@ _MODEL = {
             "additionalProperties": {"type": "array", "items": {"type": "array", "items": COUNT}},
         },
         "latency_ms_per_face": {"type": ["object", "null"], "additionalProperties": {"type": "number", "minimum": 0}},
+        "int8_activations": {"type": "string"},  # scored and timed int8 on ONNX Runtime: the faces its activation ranges came from
         "train": {"type": "object"},
         "images": _IMAGES,
     },

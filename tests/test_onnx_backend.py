@@ -1,4 +1,5 @@
-"""The classifier's ONNX Runtime backend gives the torch backend's probabilities on real face crops, for every architecture."""
+"""The classifier's ONNX Runtime backend gives the torch backend's probabilities on real face crops, for every architecture
+(within float rounding; a checkpoint calibrated for int8 activations, as the shipped default is, within int8 rounding)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,18 @@ from emoji_mirror.models import list_models
 from real_faces import astronaut_crops, fer2013_test_faces
 
 TOLERANCE = 1e-4  # max abs difference of fp32 probabilities
+INT8_TOLERANCE, INT8_AGREEMENT = 0.15, 0.9  # int8 activations: max abs difference of probabilities, share of equal answers
 
 
 def assert_backends_agree(spec: str, faces: list[np.ndarray], tta: str = "none", threads: int | None = None) -> None:
     torch_probs = EmotionClassifier.from_checkpoint(spec, tta=tta).predict(faces)
     onnx_classifier = EmotionClassifier.from_checkpoint(spec, tta=tta, backend="onnxruntime", threads=threads)
+    int8 = onnx_classifier.model.int8
     for batch in (faces[:1], faces):
         onnx_probs = onnx_classifier.predict(batch)
         assert onnx_probs.shape == (len(batch), len(onnx_classifier.classes))
-        assert np.abs(onnx_probs - torch_probs[: len(batch)]).max() < TOLERANCE
-        assert (onnx_probs.argmax(1) == torch_probs[: len(batch)].argmax(1)).all()
+        assert np.abs(onnx_probs - torch_probs[: len(batch)]).max() < (INT8_TOLERANCE if int8 else TOLERANCE)
+        assert (onnx_probs.argmax(1) == torch_probs[: len(batch)].argmax(1)).mean() >= (INT8_AGREEMENT if int8 else 1)
 
 
 @pytest.mark.parametrize("tta", ["none", "flip"])

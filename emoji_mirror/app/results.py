@@ -93,6 +93,8 @@ def shipped_table(summary: Summary) -> pd.DataFrame:
         split = reported_split(model) if model else None
         scores = model["metrics"].get(split, {}) if model else {}
         backend, latency = fastest_backend(model) if model else (None, None)
+        if backend == "onnxruntime" and model.get("int8_activations"):
+            backend = "onnxruntime (int8)"
         rows.append({"tier": name, "used by": tier.used_by, "model": chosen.stem if chosen else "–", "reported on": split or "–",
                      "accuracy %": scores.get("accuracy"), "macro-F1 %": scores.get("macro_f1"),
                      "CPU ms/face (batch 1)": latency, "backend": backend or "–",

@@ -90,6 +90,8 @@ def render_card(path: Path) -> str:
     payload = read_checkpoint(path)
     meta, config = payload["meta"], payload["meta"].get("config", {})
     storage = {"int8": "; weights stored int8 (per-channel scales, `python -m training.export`)", "fp16": "; weights stored fp16"}.get(meta.get("storage"), "")
+    if meta.get("onnx_int8"):
+        storage += f"; runs int8 on ONNX Runtime (activation ranges measured on {meta['onnx_int8'].get('faces', 'training faces')}; scores measured so)"
     history = meta.get("history", [])
     minutes = sum(r.get("seconds", 0) for r in history) / 60
     selection = meta.get("selection_split", "?")

@@ -4,7 +4,9 @@ accuracy / macro-F1 / per-class reports, and CPU latency per face."""
 from __future__ import annotations
 
 import copy
+import gc
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,16 @@ from emoji_mirror.checkpoint import LoadedModel
 from emoji_mirror.preprocessing import TTA_MODES, Preprocessing, normalize, predict_proba
 
 LATENCY_WARMUP_RUNS = 5
+
+
+def as_served(loaded: LoadedModel) -> LoadedModel:
+    """The checkpoint as the app runs it: int8 on ONNX Runtime when it carries an activation calibration (so the scores
+    are the ones users get), else unchanged."""
+    if loaded.meta.get("onnx_int8") is None:
+        return loaded
+    from emoji_mirror.onnx_backend import onnx_network  # imported on use, as the classifier does
+
+    return replace(loaded, model=onnx_network(loaded, torch.get_num_threads(), spin=False))  # batch work: no idle spinning
 
 
 def split_probabilities(model, images: np.ndarray, cfg: Preprocessing, device="cpu", tta: str = "none", batch_size: int = 512) -> np.ndarray:
@@ -41,7 +53,7 @@ class Probabilities:
         stat = Path(loaded.path).stat()
         key = (str(Path(loaded.path).resolve()), stat.st_mtime_ns, stat.st_size, hashlib.sha1(np.ascontiguousarray(images).data).hexdigest(), tta)
         if key not in self._cache:
-            self._cache[key] = split_probabilities(loaded.model, images, loaded.preprocessing, self.device, tta)
+            self._cache[key] = split_probabilities(as_served(loaded).model, images, loaded.preprocessing, self.device, tta)
         return self._cache[key]
 
     def mean(self, members: list[LoadedModel], images: np.ndarray, tta: str = "none") -> np.ndarray:
@@ -107,9 +119,13 @@ def latency_ms_per_face(model: torch.nn.Module, cfg: Preprocessing, tta: str = "
     return result
 
 
-def onnxruntime_ms_per_face(model: torch.nn.Module, cfg: Preprocessing, tta: str = "none") -> dict[str, float]:
-    """{"onnxruntime_batch1": ms}: the same batch-1 timing with the network run by ONNX Runtime (the app's other backend)."""
-    from emoji_mirror.onnx_backend import OnnxNetwork  # imported on use, as the classifier does
+def onnxruntime_ms_per_face(loaded: LoadedModel, tta: str = "none") -> dict[str, float]:
+    """{"onnxruntime_batch1": ms}: the same batch-1 timing with the network run by ONNX Runtime (the app's other backend;
+    int8 when the checkpoint carries an activation calibration)."""
+    from emoji_mirror.onnx_backend import onnx_network  # imported on use, as the classifier does
 
-    network = OnnxNetwork(copy.deepcopy(model).cpu().eval(), cfg.input_size, torch.get_num_threads())
-    return {"onnxruntime_batch1": latency_ms_per_face(network, cfg, tta, batch_sizes=(1,))["batch1"]}
+    network = onnx_network(replace(loaded, model=copy.deepcopy(loaded.model).cpu().eval()), torch.get_num_threads())
+    latency = latency_ms_per_face(network, loaded.preprocessing, tta, batch_sizes=(1,))["batch1"]
+    del network
+    gc.collect()  # the session and its spinning threads go now, not while the next model is timed
+    return {"onnxruntime_batch1": latency}
