@@ -85,8 +85,9 @@ def tier_candidates(models: list[dict], tier: Tier = LIVE) -> pd.DataFrame:
         single = not m.get("members") and m.get("dataset", "fer2013") == tier.dataset
         eligible = (single and latency is not None and latency <= tier.max_ms and score is not None
                     and (tier.max_mb is None or (size is not None and size <= tier.max_mb)))
-        rows.append({"model": m["name"], "ms/face (batch 1)": latency, "backend": backend, "MB": size, score_column: score, "eligible": eligible})
-    table = pd.DataFrame(rows, columns=["model", "ms/face (batch 1)", "backend", "MB", score_column, "eligible"])
+        rows.append({"model": m["name"], "ms/face (batch 1)": latency, "backend": backend, "tta": m.get("tta") or "none", "MB": size,
+                     score_column: score, "eligible": eligible})
+    table = pd.DataFrame(rows, columns=["model", "ms/face (batch 1)", "backend", "tta", "MB", score_column, "eligible"])
     return table.sort_values(["eligible", score_column], ascending=False, na_position="last").reset_index(drop=True)
 
 

@@ -15,6 +15,7 @@ RUN_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 RUN_NAME_MAX = 64  # characters: the name becomes folder and file names (runs/<name>/, <name>.pt, the job's files)
 # The default model's name, written by `python -m training.evaluate --choose-default` by the rule in the README.
 DEFAULT_FILE = CHECKPOINT_DIR / "default.json"
+SERVED_TTA = ("none", "flip", "tencrop")  # preprocessing.TTA_MODES, without importing torch here
 
 
 def list_checkpoints(directory: Path | None = None) -> list[Path]:
@@ -55,6 +56,15 @@ def served_backend(checkpoint: Path, tier: str = "live") -> str:
         return "torch"
     row = next((c for c in _candidates(tier_record(tier)) if c.get("model") == checkpoint.stem), {})
     return "onnxruntime" if row.get("backend") == "onnxruntime" else "torch"
+
+
+def served_tta(checkpoint: Path, tier: str = "live") -> str:
+    """The test-time augmentation a shipped checkpoint runs with: the one its summary row was scored and timed with, which
+    default.json's candidates record ("flip", "tencrop"), else "none" (also for checkpoints outside checkpoints/)."""
+    if checkpoint.parent.resolve() != CHECKPOINT_DIR.resolve():
+        return "none"
+    row = next((c for c in _candidates(tier_record(tier)) if c.get("model") == checkpoint.stem), {})
+    return row.get("tta") if row.get("tta") in SERVED_TTA else "none"
 
 
 def default_checkpoint(tier: str = "live") -> Path | None:

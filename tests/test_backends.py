@@ -1,5 +1,6 @@
-"""A tier may serve its model with ONNX Runtime: the rule takes each model's faster measured backend, default.json records
-it, and the app, the CLI and predict_image load the model on it (issue 21: int8 ResNet-18 within the 25 ms tiers)."""
+"""A tier may serve its model with ONNX Runtime and a test-time augmentation: the rule takes each model's faster measured
+backend and the TTA its row was scored and timed with, default.json records both, and the app, the CLI, predict_image and
+the photo evaluation load the model that way (issue 21: int8 ResNet-18 within the 25 ms tiers)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def shipped(tmp_path, monkeypatch, tiny_checkpoint):
     """A checkpoints/ folder holding the tiny checkpoint, which default.json's photo tier serves with ONNX Runtime."""
     folder = tiny_checkpoint.parent
     record = {"checkpoint": tiny_checkpoint.stem, "candidates": [], "tiers": {"photo": {"checkpoint": tiny_checkpoint.stem, "candidates": [
-        {"model": tiny_checkpoint.stem, "backend": "onnxruntime", "eligible": True}]}}}
+        {"model": tiny_checkpoint.stem, "backend": "onnxruntime", "tta": "flip", "eligible": True}]}}}
     (folder / "default.json").write_text(json.dumps(record))
     monkeypatch.setattr(paths, "CHECKPOINT_DIR", folder)
     monkeypatch.setattr(paths, "DEFAULT_FILE", folder / "default.json")
@@ -49,3 +50,28 @@ def test_the_photo_tier_model_runs_on_the_backend_default_json_names(shipped, tm
     assert paths.served_backend(elsewhere, "photo") == "torch"  # only shipped checkpoints follow default.json
     faces = predict.predict_image(skdata.astronaut())
     assert len(faces) == 1 and isinstance(predict._classifier(shipped).model, OnnxNetwork)
+
+
+def test_the_photo_tier_model_runs_with_the_tta_its_row_was_measured_with(shipped, tmp_path):
+    assert paths.served_tta(shipped, "photo") == "flip" and paths.served_tta(shipped, "live") == "none"
+    elsewhere = tmp_path / "copy" / shipped.name
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(shipped.read_bytes())
+    assert paths.served_tta(elsewhere, "photo") == "none"  # only shipped checkpoints follow default.json
+    assert len(predict.predict_image(skdata.astronaut())) == 1 and predict._classifier(shipped).tta == "flip"
+
+
+def test_the_rule_records_each_candidate_s_tta_and_an_unknown_one_is_not_served(shipped):
+    models = [{**entry("resnet_flip", 34.0, 13.0, 70.7), "tta": "flip"}, entry("small", 3.6, 5.0, 66.1)]
+    table = default_rule.tier_candidates(models, default_rule.TIERS["photo"]).set_index("model")
+    assert table.loc["resnet_flip", "tta"] == "flip" and table.loc["small", "tta"] == "none"
+    record = json.loads(paths.DEFAULT_FILE.read_text())
+    record["tiers"]["photo"]["candidates"][0]["tta"] = "rotate"
+    paths.DEFAULT_FILE.write_text(json.dumps(record))
+    assert paths.served_tta(shipped, "photo") == "none"
+
+
+def test_served_tta_knows_every_tta_mode():
+    from emoji_mirror.preprocessing import TTA_MODES
+
+    assert paths.SERVED_TTA == TTA_MODES

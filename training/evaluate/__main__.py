@@ -9,7 +9,7 @@ from pathlib import Path
 from emoji_mirror.checkpoint import CheckpointError
 from emoji_mirror.classifier import EmotionClassifier
 from emoji_mirror.detector import FaceDetector
-from emoji_mirror.paths import CHECKPOINT_DIR, DEFAULT_FILE, REPO_ROOT, resolve_checkpoint
+from emoji_mirror.paths import CHECKPOINT_DIR, DEFAULT_FILE, REPO_ROOT, resolve_checkpoint, served_backend, served_tta
 from emoji_mirror.default_rule import DEFAULT_RULE
 from emoji_mirror.preprocessing import TTA_MODES
 
@@ -76,7 +76,8 @@ def evaluate_photos(args: argparse.Namespace, out: Path, checkpoints: list[tuple
     with FaceDetector() as detector:
         for given, path in checkpoints:
             try:
-                classifier = EmotionClassifier.from_checkpoint(str(path))
+                # as the Photo page and the CLI run it: the backend and TTA the photo tier's rule measured it with
+                classifier = EmotionClassifier.from_checkpoint(str(path), backend=served_backend(path, "photo"), tta=served_tta(path, "photo"))
                 scores = score_photos(photo_set, classifier, detector)
             except (CheckpointError, DataError) as exc:
                 errors.append(str(exc))

@@ -130,7 +130,7 @@ def photo_entry(name: str, checkpoint: str, classifier: EmotionClassifier, split
     loaded = classifier.loaded
     base = existing or {
         "name": name, "arch": loaded.arch, "checkpoint": checkpoint, "params": sum(p.numel() for p in loaded.model.parameters()),
-        "dataset": loaded.meta.get("dataset", "fer2013"), "selection_split": loaded.meta.get("selection_split"), "tta": "none",
+        "dataset": loaded.meta.get("dataset", "fer2013"), "selection_split": loaded.meta.get("selection_split"), "tta": classifier.tta,
         "latency_ms_per_face": None,
     }
     return {**base, "classes": list(classifier.classes), "metrics": {**base.get("metrics", {}), split: metrics},
