@@ -102,8 +102,10 @@ def score_splits(probabilities, scored: dict, selection: str, tta: str, classes)
     return tta, metrics, per_class, confusion, tta_scores
 
 
-def latency_ms_per_face(model: torch.nn.Module, cfg: Preprocessing, tta: str = "none", batch_sizes=(1, 8), min_run_time: float = 1.0) -> dict[str, float]:
-    """CPU milliseconds per face for uint8 crops -> normalise -> probabilities: median of timed blocks, after warm-up."""
+def latency_ms_per_face(model: torch.nn.Module, cfg: Preprocessing, tta: str = "none", batch_sizes=(1, 8), min_run_time: float = 1.0,
+                        torch_threads: int | None = None) -> dict[str, float]:
+    """CPU milliseconds per face for uint8 crops -> normalise -> probabilities: median of timed blocks, after warm-up, with
+    `torch_threads` PyTorch threads (default: as many as it has)."""
     model = copy.deepcopy(model).cpu().eval()
     generator = torch.Generator().manual_seed(0)
     result = {}
@@ -112,7 +114,7 @@ def latency_ms_per_face(model: torch.nn.Module, cfg: Preprocessing, tta: str = "
         timer = Timer(
             "predict_proba(model, normalize(faces, cfg), tta)",
             globals={"predict_proba": predict_proba, "normalize": normalize, "model": model, "faces": faces, "cfg": cfg, "tta": tta},
-            num_threads=torch.get_num_threads(),
+            num_threads=torch_threads or torch.get_num_threads(),
         )
         timer.timeit(LATENCY_WARMUP_RUNS)
         result[f"batch{size}"] = round(timer.blocked_autorange(min_run_time=min_run_time).median * 1000 / size, 3)
@@ -121,11 +123,13 @@ def latency_ms_per_face(model: torch.nn.Module, cfg: Preprocessing, tta: str = "
 
 def onnxruntime_ms_per_face(loaded: LoadedModel, tta: str = "none") -> dict[str, float]:
     """{"onnxruntime_batch1": ms}: the same batch-1 timing with the network run by ONNX Runtime (the app's other backend;
-    int8 when the checkpoint carries an activation calibration)."""
+    int8 when the checkpoint carries an activation calibration) on as many threads as PyTorch has, and PyTorch, which only
+    normalises the faces, makes the TTA views and averages, on one (two spinning thread pools on the same cores measured
+    flip TTA at twice its cost)."""
     from emoji_mirror.onnx_backend import onnx_network  # imported on use, as the classifier does
 
     network = onnx_network(replace(loaded, model=copy.deepcopy(loaded.model).cpu().eval()), torch.get_num_threads())
-    latency = latency_ms_per_face(network, loaded.preprocessing, tta, batch_sizes=(1,))["batch1"]
+    latency = latency_ms_per_face(network, loaded.preprocessing, tta, batch_sizes=(1,), torch_threads=1)["batch1"]
     del network
     gc.collect()  # the session and its spinning threads go now, not while the next model is timed
     return {"onnxruntime_batch1": latency}
