@@ -57,12 +57,16 @@ def calibrate(graph: bytes, faces: np.ndarray, input_name: str) -> dict:
 
 
 def quantize(graph: bytes, calibration: dict) -> bytes:
-    """The int8 graph of `graph` built from a calibration made on the same wiring; ValueError when the wiring differs."""
+    """The int8 graph of `graph` built from a calibration made on the same wiring; ValueError when the wiring differs or the
+    calibration cannot be applied (a damaged cache)."""
     with tempfile.TemporaryDirectory(prefix="emoji_mirror_int8_") as tmp:
         source, cache, out = prepared(graph, Path(tmp)), Path(tmp, "calibration.json"), Path(tmp, "int8.onnx")
         if calibration.get("signature") != graph_signature(source):
             raise ValueError("the exported graph is wired differently from the one its int8 calibration was measured on "
                              "(another torch or ONNX Runtime version?)")
         cache.write_text(json.dumps(calibration["cache"]))
-        quantize_static(source, out, None, calibration_cache_path=cache, **SETTINGS)
+        try:
+            quantize_static(source, out, None, calibration_cache_path=cache, **SETTINGS)
+        except Exception as exc:  # ONNX Runtime's own errors for a cache it cannot read: KeyError, TypeError, ValueError, ...
+            raise ValueError(f"its int8 calibration cannot be applied ({type(exc).__name__}: {exc})") from exc
         return out.read_bytes()

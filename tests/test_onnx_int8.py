@@ -70,6 +70,15 @@ def test_a_calibration_from_another_wiring_falls_back_to_float_with_a_warning(ca
     assert np.abs(classifier.predict(faces) - EmotionClassifier.from_checkpoint(str(tmp_path / "other.pt")).predict(faces)).max() < 1e-4
 
 
+def test_a_damaged_calibration_cache_falls_back_to_float_with_a_warning(calibrated, tmp_path):
+    payload = read_checkpoint(calibrated)
+    payload["meta"]["onnx_int8"]["cache"] = {"CLS": "TensorsData", "data": {"faces": {"lowest": "?"}}, "calibration_method": "?"}
+    atomic_torch_save(payload, tmp_path / "damaged.pt")
+    with pytest.warns(RuntimeWarning, match="runs float on ONNX Runtime.*calibration cannot be applied"):
+        classifier = EmotionClassifier.from_checkpoint(str(tmp_path / "damaged.pt"), backend="onnxruntime")
+    assert not classifier.model.int8 and classifier.predict(astronaut_crops()).shape[1] == 7
+
+
 def test_calibrate_measures_the_ranges_of_the_faces_it_is_given(tiny_checkpoint):
     loaded = load_model(tiny_checkpoint)
     faces = normalize(torch.from_numpy(np.stack(astronaut_crops())), loaded.preprocessing).numpy()
