@@ -32,8 +32,8 @@ class EmotionClassifier:
         """Resolve (see paths.resolve_checkpoint) and load a checkpoint; raises FileNotFoundError / CheckpointError.
 
         backend "onnxruntime" exports the network to ONNX in memory (int8 when the checkpoint carries an activation
-        calibration) and runs it with ONNX Runtime on the CPU, with
-        `threads` intra-op threads (None: its default); "torch" (the default) runs it with PyTorch on `device`.
+        calibration) and runs it with ONNX Runtime on the CPU, with `threads` intra-op threads (None: its default);
+        "torch" (the default) runs it with PyTorch on `device`.
         """
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")

@@ -42,11 +42,17 @@ def shipped(tmp_path, monkeypatch, tiny_checkpoint):
     predict._classifier.cache_clear()
 
 
-def test_the_photo_tier_model_runs_on_the_backend_default_json_names(shipped, tmp_path):
-    assert paths.served_backend(shipped, "photo") == "onnxruntime" and paths.served_backend(shipped, "live") == "torch"
+def copy_outside(shipped, tmp_path):
+    """The shipped checkpoint copied to a folder that is not checkpoints/."""
     elsewhere = tmp_path / "copy" / shipped.name
     elsewhere.parent.mkdir()
     elsewhere.write_bytes(shipped.read_bytes())
+    return elsewhere
+
+
+def test_the_photo_tier_model_runs_on_the_backend_default_json_names(shipped, tmp_path):
+    assert paths.served_backend(shipped, "photo") == "onnxruntime" and paths.served_backend(shipped, "live") == "torch"
+    elsewhere = copy_outside(shipped, tmp_path)
     assert paths.served_backend(elsewhere, "photo") == "torch"  # only shipped checkpoints follow default.json
     faces = predict.predict_image(skdata.astronaut())
     assert len(faces) == 1 and isinstance(predict._classifier(shipped).model, OnnxNetwork)
@@ -54,9 +60,7 @@ def test_the_photo_tier_model_runs_on_the_backend_default_json_names(shipped, tm
 
 def test_the_photo_tier_model_runs_with_the_tta_its_row_was_measured_with(shipped, tmp_path):
     assert paths.served_tta(shipped, "photo") == "flip" and paths.served_tta(shipped, "live") == "none"
-    elsewhere = tmp_path / "copy" / shipped.name
-    elsewhere.parent.mkdir()
-    elsewhere.write_bytes(shipped.read_bytes())
+    elsewhere = copy_outside(shipped, tmp_path)
     assert paths.served_tta(elsewhere, "photo") == "none"  # only shipped checkpoints follow default.json
     assert len(predict.predict_image(skdata.astronaut())) == 1 and predict._classifier(shipped).tta == "flip"
 

@@ -105,7 +105,6 @@ def test_calibrate_needs_int8_and_data(args, message, capsys):
     assert message in capsys.readouterr().err
 
 
-
 def test_the_live_default_is_served_int8_and_the_what_ships_table_says_so():
     default = resolve_checkpoint(None)
     assert served_backend(default) == "onnxruntime"

@@ -106,8 +106,7 @@ def choose_checkpoint(tier: str = "live") -> Path | None:
 
 def classifier_or_error(path: Path, tier: str = "live") -> EmotionClassifier | None:
     """The cached classifier for `path` (on the backend the tier's rule measured fastest for it, with the TTA its scores were
-    measured with), or None after an st.error
-    saying what is wrong and what to do."""
+    measured with), or None after an st.error saying what is wrong and what to do."""
     try:
         threads = torch_threads()
     except ValueError as exc:

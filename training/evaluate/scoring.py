@@ -43,17 +43,23 @@ def split_probabilities(model, images: np.ndarray, cfg: Preprocessing, device="c
 class Probabilities:
     """Class probabilities of loaded checkpoints on faces, per TTA mode, each computed once in this process: a model scored
     alone, again as an ensemble member and again for soft labels costs one pass. Keyed by the checkpoint file (path, mtime,
-    size), a digest of the faces and the TTA mode; computed under whatever autocast the caller holds."""
+    size), a digest of the faces and the TTA mode; computed under whatever autocast the caller holds. Each file's served
+    network (an int8 ONNX Runtime graph is built from its calibration) is made once too, whatever the splits and modes."""
 
     def __init__(self, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
         self._cache: dict[tuple, np.ndarray] = {}
+        self._served: dict[tuple, LoadedModel] = {}
 
     def of(self, loaded: LoadedModel, images: np.ndarray, tta: str = "none") -> np.ndarray:
         stat = Path(loaded.path).stat()
-        key = (str(Path(loaded.path).resolve()), stat.st_mtime_ns, stat.st_size, hashlib.sha1(np.ascontiguousarray(images).data).hexdigest(), tta)
+        file = (str(Path(loaded.path).resolve()), stat.st_mtime_ns, stat.st_size)
+        key = (*file, hashlib.sha1(np.ascontiguousarray(images).data).hexdigest(), tta)
         if key not in self._cache:
-            self._cache[key] = split_probabilities(as_served(loaded).model, images, loaded.preprocessing, self.device, tta)
+            served = self._served.get(file) or as_served(loaded)
+            if served is not loaded:  # an int8 graph: kept for this file's other splits and modes
+                self._served[file] = served
+            self._cache[key] = split_probabilities(served.model, images, loaded.preprocessing, self.device, tta)
         return self._cache[key]
 
     def mean(self, members: list[LoadedModel], images: np.ndarray, tta: str = "none") -> np.ndarray:
