@@ -15,7 +15,7 @@ from torch.utils.benchmark import Timer
 from emoji_mirror.classifier import BACKENDS
 from emoji_mirror.labels import FER2013_CLASSES
 from emoji_mirror.models import count_params, create_model, list_models
-from emoji_mirror.onnx_backend import OnnxNetwork
+from emoji_mirror.onnx_backend import OnnxNetwork, onnx_bytes
 from emoji_mirror.preprocessing import Preprocessing
 from training.evaluate.scoring import latency_ms_per_face
 from training.runtime import setup_runtime
@@ -50,7 +50,7 @@ def inference_network(model: torch.nn.Module, cfg: Preprocessing, backend: str) 
     """The network as the classifier runs it: PyTorch in channels_last (as load_model leaves it), or ONNX Runtime with
     as many intra-op threads as torch has."""
     if backend == "onnxruntime":
-        return OnnxNetwork(model.eval(), cfg.input_size, torch.get_num_threads())
+        return OnnxNetwork(onnx_bytes(model.eval(), cfg.input_size), torch.get_num_threads())
     return copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
 
 

@@ -42,18 +42,15 @@ class OnnxNetwork(nn.Module):
     """A network run by ONNX Runtime on the CPU, called like the torch module it was exported from: normalised faces in,
     logits out (so preprocessing.predict_proba, TTA included, works unchanged)."""
 
-    def __init__(self, model: nn.Module, input_size: int, threads: int | None = None, calibration: dict | None = None, spin: bool = True):
-        """`calibration` (a checkpoint's meta["onnx_int8"]): run the network int8, built from those activation ranges.
-        `spin`: idle threads spin, ready for the next face (about half the latency at batch 1); False for batch work in a
-        process that also times or runs other code (spinning threads take its cores until the session is collected)."""
+    def __init__(self, graph: bytes, threads: int | None = None, spin: bool = True, int8: bool = False):
+        """`graph`: ONNX bytes (onnx_bytes, or served_graph's int8 build, then `int8` says so). `spin`: idle threads spin,
+        ready for the next face (about half the latency at batch 1); False for batch work in a process that also times or
+        runs other code (spinning threads take its cores until the session is collected)."""
         super().__init__()
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default, one thread per physical core
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        graph = onnx_bytes(model, input_size)
-        self.int8 = calibration is not None
-        if self.int8:
-            graph = quantize(graph, calibration)
+        self.int8 = int8
         self.session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
     def __deepcopy__(self, memo: dict) -> "OnnxNetwork":
@@ -66,14 +63,22 @@ class OnnxNetwork(nn.Module):
         return torch.from_numpy(self.session.run([OUTPUT_NAME], {INPUT_NAME: faces.numpy()})[0])
 
 
-def onnx_network(loaded: "LoadedModel", threads: int | None = None, spin: bool = True) -> OnnxNetwork:
-    """A loaded checkpoint's network on ONNX Runtime: int8 when the checkpoint carries an activation calibration that fits
-    this export (meta["onnx_int8"], from `python -m training.export --int8 ... --calibrate`), else float (with a warning
-    when its calibration does not fit)."""
+def served_graph(loaded: "LoadedModel", as_float: bool = False) -> tuple[bytes, bool]:
+    """(ONNX graph, whether it is int8): a loaded checkpoint's network as served on ONNX Runtime, int8 when the checkpoint
+    carries an activation calibration that fits this export (meta["onnx_int8"], from `python -m training.export --int8 ...
+    --calibrate`) unless `as_float`, else float (with a warning when its calibration does not fit)."""
+    graph = onnx_bytes(loaded.model, loaded.preprocessing.input_size)
     calibration = loaded.meta.get("onnx_int8")
-    if calibration is not None:
-        try:
-            return OnnxNetwork(loaded.model, loaded.preprocessing.input_size, threads, calibration, spin)
-        except ValueError as exc:
-            warnings.warn(f"{loaded.path} runs float on ONNX Runtime: {exc}", RuntimeWarning, stacklevel=2)
-    return OnnxNetwork(loaded.model, loaded.preprocessing.input_size, threads, spin=spin)
+    if calibration is None or as_float:
+        return graph, False
+    try:
+        return quantize(graph, calibration), True
+    except ValueError as exc:
+        warnings.warn(f"{loaded.path} runs float on ONNX Runtime: {exc}", RuntimeWarning, stacklevel=3)
+        return graph, False
+
+
+def onnx_network(loaded: "LoadedModel", threads: int | None = None, spin: bool = True) -> OnnxNetwork:
+    """A loaded checkpoint's network on ONNX Runtime, as served (served_graph)."""
+    graph, int8 = served_graph(loaded)
+    return OnnxNetwork(graph, threads, spin, int8)

@@ -4,8 +4,11 @@ that does not fit the export falls back to float with a warning."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 import torch
 
@@ -70,13 +73,42 @@ def test_a_calibration_from_another_wiring_falls_back_to_float_with_a_warning(ca
     assert np.abs(classifier.predict(faces) - EmotionClassifier.from_checkpoint(str(tmp_path / "other.pt")).predict(faces)).max() < 1e-4
 
 
-def test_a_damaged_calibration_cache_falls_back_to_float_with_a_warning(calibrated, tmp_path):
+def damaged_calibration(calibrated, folder):
     payload = read_checkpoint(calibrated)
     payload["meta"]["onnx_int8"]["cache"] = {"CLS": "TensorsData", "data": {"faces": {"lowest": "?"}}, "calibration_method": "?"}
-    atomic_torch_save(payload, tmp_path / "damaged.pt")
+    atomic_torch_save(payload, folder / "damaged.pt")
+    return folder / "damaged.pt"
+
+
+def test_a_damaged_calibration_cache_falls_back_to_float_with_a_warning(calibrated, tmp_path):
+    damaged = damaged_calibration(calibrated, tmp_path)
     with pytest.warns(RuntimeWarning, match="runs float on ONNX Runtime.*calibration cannot be applied"):
-        classifier = EmotionClassifier.from_checkpoint(str(tmp_path / "damaged.pt"), backend="onnxruntime")
+        classifier = EmotionClassifier.from_checkpoint(str(damaged), backend="onnxruntime")
     assert not classifier.model.int8 and classifier.predict(astronaut_crops()).shape[1] == 7
+
+
+def onnx_ops(path) -> list[str]:
+    return [node.op_type for node in onnx.load(path).graph.node]
+
+
+def test_the_onnx_export_is_the_int8_graph_the_app_serves(calibrated, tmp_path, fer2013_zip):
+    out = tmp_path / "calibrated.onnx"
+    assert main(["--onnx", str(calibrated), "--out", str(out)]) == 0
+    assert "QuantizeLinear" in onnx_ops(out)
+    session = onnxruntime.InferenceSession(out, providers=["CPUExecutionProvider"])
+    assert json.loads(session.get_modelmeta().custom_metadata_map["activations"]) == "int8"
+    served = EmotionClassifier.from_checkpoint(str(calibrated), backend="onnxruntime", threads=1)
+    faces = fer2013_test_faces(fer2013_zip, 64) + astronaut_crops()
+    batch = normalize(torch.from_numpy(np.stack(faces)), served.preprocessing).numpy()
+    got = torch.from_numpy(session.run(None, {INPUT_NAME: batch})[0]).softmax(-1).numpy()
+    assert np.abs(got - served.predict(faces)).max() < 1e-4
+
+
+def test_the_onnx_export_of_a_damaged_calibration_is_float_with_a_warning(calibrated, tmp_path):
+    out = tmp_path / "damaged.onnx"
+    with pytest.warns(RuntimeWarning, match="runs float on ONNX Runtime.*calibration cannot be applied"):
+        assert main(["--onnx", str(damaged_calibration(calibrated, tmp_path)), "--out", str(out)]) == 0
+    assert "QuantizeLinear" not in onnx_ops(out)
 
 
 def test_calibrate_measures_the_ranges_of_the_faces_it_is_given(tiny_checkpoint):
