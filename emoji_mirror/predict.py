@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--min-confidence must be between 0 and 1")
     try:
         checkpoint = resolve_checkpoint(args.checkpoint, tier="photo")
+        if served_backend(checkpoint, "photo") == "onnxruntime":
+            torch.set_num_threads(1)  # torch only makes the TTA views beside ONNX Runtime's threads: more of them contend (a third slower)
         classifier = _classifier(checkpoint)
         detector = FaceDetector()
     except (FileNotFoundError, CheckpointError, FaceModelError) as exc:
