@@ -7,10 +7,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import make_checkpoint
 from emoji_mirror.classifier import EmotionClassifier
 from emoji_mirror.models import list_models
+from emoji_mirror.onnx_backend import OnnxNetwork, onnx_bytes
 from real_faces import astronaut_crops, fer2013_test_faces
 
 TOLERANCE = 1e-4  # max abs difference of fp32 probabilities
@@ -61,10 +63,29 @@ def test_unknown_backend_is_refused(tiny_checkpoint):
         EmotionClassifier.from_checkpoint(str(tiny_checkpoint), backend="tensorrt")
 
 
-def test_model_benchmark_times_onnx_runtime(tmp_path):
+@pytest.mark.parametrize("int8", [False, True])
+def test_model_benchmark_times_onnx_runtime(tmp_path, int8, monkeypatch):
+    import benchmarks.models
     from benchmarks.models import main as benchmark_main
 
+    networks = []  # (model, the network timed)
+    real_network = benchmarks.models.inference_network
+    monkeypatch.setattr(benchmarks.models, "inference_network", lambda *args: networks.append((args[0], real_network(*args))) or networks[-1][1])
     figures = tmp_path / "onnx.json"
-    assert benchmark_main(["--models", "baseline_cnn", "--backend", "onnxruntime", "--batch-sizes", "1,2", "--min-run-time", "0.01", "--json", str(figures)]) == 0
+    assert benchmark_main(["--models", "baseline_cnn", "--backend", "onnxruntime", "--batch-sizes", "1,2", "--min-run-time", "0.01",
+                           "--json", str(figures), *(["--int8"] if int8 else [])]) == 0
     (row,) = json.loads(figures.read_text())["models"]
-    assert row["backend"] == "onnxruntime" and row["ms_per_face_batch1"] > 0 and row["ms_per_face_batch2"] > 0 and "train_images_per_s" not in row
+    assert row["backend"] == ("onnxruntime (int8)" if int8 else "onnxruntime")
+    assert row["ms_per_face_batch1"] > 0 and row["ms_per_face_batch2"] > 0 and "train_images_per_s" not in row
+    ((model, network),) = networks
+    faces = torch.rand(4, 1, 48, 48, generator=torch.Generator().manual_seed(0))
+    difference = (network(faces) - OnnxNetwork(onnx_bytes(model, 48))(faces)).abs().max().item()
+    assert network.int8 == int8 and (difference > 1e-6) == int8  # int8: another computation than the float graph's
+
+
+def test_model_benchmark_int8_needs_onnx_runtime(capsys):
+    from benchmarks.models import main as benchmark_main
+
+    with pytest.raises(SystemExit):
+        benchmark_main(["--models", "baseline_cnn", "--int8"])
+    assert "--int8 needs --backend onnxruntime" in capsys.readouterr().err
