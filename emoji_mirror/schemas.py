@@ -93,7 +93,9 @@ _MODEL = {
         "data_fingerprint": OPTIONAL_TEXT,
         "commit": OPTIONAL_TEXT,
         "rebuild": {"type": "string"},  # the command that trains an entry whose checkpoint does not ship again
-        "members": {"type": "array", "items": {"type": "string"}},
+        "members": {"type": "array", "items": {"type": "string"}},  # an ensemble scored as the mean of these checkpoints
+        "packed": {"type": "array", "items": {"type": "string"}},  # one checkpoint packing these members (training.export --ensemble)
+        "storage": {"enum": ["fp32", "fp16", "int8"]},  # a packed checkpoint's weights, as stored
         "tta_accuracy_on_selection": {"type": "object", "additionalProperties": PERCENT},
         "dataset": {"type": "string"},
         "classes": CLASSES,

@@ -52,3 +52,16 @@ def test_a_teacher_or_starting_checkpoint_that_is_not_tracked_means_no_command(k
 @pytest.mark.parametrize("config", [{"device": "cpu", "epochs": 5}, {"model": "baseline_cnn", "recipe": "gone"}, {"model": "baseline_cnn", "scheduler_x": 1}, None])
 def test_a_config_that_cannot_say_how_gives_no_command_and_no_error(config):
     assert rebuild_command({"name": "x", "train": {"config": config}}, [], set()) is None
+
+
+def test_a_packed_row_is_packed_again_from_its_members_and_stored_as_it_was():
+    trained = {"name": "student_b", "train": {"config": {"model": "resnet_fer_fast", "recipe": "camera", "epochs": 5}}}
+    packed = {"name": "pack_int8", "dataset": "fer2013", "packed": ["student_a", "student_b"], "storage": "int8",
+              "int8_activations": "fer2013/train: 512 random faces (seed 0)"}
+    command = rebuild_command(packed, [trained, packed], {"student_a"})
+    pack, store = (shlex.split(part) for part in command.split(" && "))
+    assert pack == ["python", "-m", "training.export", "--ensemble", "student_a,student_b", "--data", "fer2013.zip", "--out", "runs/export/pack_int8_fp32.pt"]
+    assert store == ["python", "-m", "training.export", "--int8", "runs/export/pack_int8_fp32.pt", "--out", "checkpoints/pack_int8.pt",
+                     "--data", "fer2013.zip", "--calibrate", "512"]
+    assert rebuild_command(dict(packed, storage="fp32", int8_activations=None), [trained], {"student_a"}).endswith("--out checkpoints/pack_int8.pt")
+    assert rebuild_command(packed, [packed], {"student_a"}) is None  # student_b is neither shipped nor rebuildable

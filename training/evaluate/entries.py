@@ -249,6 +249,8 @@ def evaluate_entry(named: list[tuple[str, Path]], name: str | None, datasets: Da
         "per_class": per_class,
         "confusion_matrix": confusion,
         **({"int8_activations": first.meta["onnx_int8"].get("faces", "training faces")} if single and first.meta.get("onnx_int8") else {}),
+        **({"packed": [m["name"] for m in first.meta["members"]], "storage": first.meta.get("storage", "fp32")}
+           if single and first.meta.get("members") else {}),
         "latency_ms_per_face": {**summed_latency([m.loaded for m in members], tta),
                                 **(onnxruntime_ms_per_face(first, tta) if single else {})} if latency else None,
         "images": write_confusion(name, arch, tta, selection, first.classes, metrics, per_class, confusion, out),

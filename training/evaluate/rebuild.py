@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 
@@ -13,6 +14,7 @@ from ..train import command_line
 # Recorded in a run's config but not settings: what the data and the machine were, and the first runs' scheduler name.
 NOT_SETTINGS = {"model", "dataset", "data_fingerprint", "amp", "device", "world_size", "scheduler"}
 DATA = {"fer2013": "fer2013.zip", "ferplus": "ferplus.zip"}
+CALIBRATION_FACES = re.compile(r": (\d+) random faces")  # in int8_activations, as training.export.activation_calibration words it
 
 
 def tracked(path: str) -> bool:
@@ -47,15 +49,40 @@ def rebuild_argv(entry: dict) -> list[str] | None:
     return argv + sorted(negated)
 
 
+def members_back(names: list[str], models: list[dict], shipped: set[str]) -> bool:
+    """Whether every member is shipped or has a row that can be trained again."""
+    known = {m["name"]: m for m in models}
+    return all(name in shipped or (name in known and rebuild_argv(known[name])) for name in names)
+
+
+def pack_command(entry: dict, data: str) -> str | None:
+    """The export commands that pack a packed checkpoint's members again and store it as it was (fp16 or int8, with its
+    activation calibration); None when its calibration's face count is not recorded."""
+    pack = ["python", "-m", "training.export", "--ensemble", ",".join(entry["packed"]), "--data", data]
+    out, storage = f"checkpoints/{entry['name']}.pt", entry.get("storage", "fp32")
+    if storage == "fp32":
+        return shlex.join([*pack, "--out", out])
+    full = f"runs/export/{entry['name']}_fp32.pt"
+    store = ["python", "-m", "training.export", f"--{storage}", full, "--out", out, "--data", data]
+    if entry.get("int8_activations"):
+        faces = CALIBRATION_FACES.search(entry["int8_activations"])
+        if faces is None:
+            return None
+        store += ["--calibrate", faces.group(1)]
+    return f"{shlex.join([*pack, '--out', full])} && {shlex.join(store)}"
+
+
 def rebuild_command(entry: dict, models: list[dict], shipped: set[str]) -> str | None:
     """One shell line that trains the row again (`python` for the interpreter); for an ensemble, the evaluation of its
-    members once they are back (each shipped or rebuildable). None when what is tracked cannot rebuild it."""
+    members once they are back (each shipped or rebuildable), for a packed one the export that packs them again. None when
+    what is tracked cannot rebuild it."""
+    data = DATA.get(entry.get("dataset"), "fer2013.zip")
     if entry.get("members"):
-        known = {m["name"]: m for m in models}
-        if not all(name in shipped or (name in known and rebuild_argv(known[name])) for name in entry["members"]):
+        if not members_back(entry["members"], models, shipped):
             return None
-        data = DATA.get(entry.get("dataset"), "fer2013.zip")
         return shlex.join(["python", "-m", "training.evaluate", "--ensemble", f"{entry['name']}={','.join(entry['members'])}",
                            "--tta", entry.get("tta", "none"), "--data", data])
+    if entry.get("packed"):
+        return pack_command(entry, data) if members_back(entry["packed"], models, shipped) else None
     argv = rebuild_argv(entry)
     return None if argv is None else shlex.join(["python", *argv[1:]])
