@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -18,6 +19,18 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 # cannot saturate their 16-bit sums and every CPU computes the same answers (measured: no loss on FER2013).
 SETTINGS = {"quant_format": QuantFormat.QDQ, "activation_type": QuantType.QUInt8, "weight_type": QuantType.QInt8, "per_channel": True, "reduce_range": True}
 CALIBRATION_BATCH = 64
+FACES_NOTE = re.compile(r"^(?P<split>\S+): (?P<count>\d+) random faces \(seed (?P<seed>-?\d+)\)$")
+
+
+def faces_note(split: str, count: int, seed: int) -> str:
+    """meta["onnx_int8"]["faces"]: which faces a calibration measured (parsed back by faces_count)."""
+    return f"{split}: {count} random faces (seed {seed})"
+
+
+def faces_count(note: str) -> int | None:
+    """The number of faces a faces_note() names; None for any other text."""
+    found = FACES_NOTE.match(note)
+    return int(found["count"]) if found else None
 
 
 def prepared(graph: bytes, folder: Path) -> Path:

@@ -23,7 +23,7 @@ from emoji_mirror.fileio import atomic_write
 from emoji_mirror.labels import emoji_for
 from emoji_mirror.models import count_params, create_model
 from emoji_mirror.onnx_backend import INPUT_NAME, onnx_bytes, served_graph
-from emoji_mirror.onnx_int8 import calibrate
+from emoji_mirror.onnx_int8 import calibrate, faces_note
 from emoji_mirror.paths import resolve_checkpoint
 from emoji_mirror.preprocessing import normalize
 
@@ -98,7 +98,7 @@ def activation_calibration(loaded: LoadedModel, dataset: FaceDataset, count: int
     chosen = np.sort(np.random.default_rng(seed).choice(len(train), min(count, len(train)), replace=False))
     faces = normalize(torch.from_numpy(train.images[chosen])[:, None], loaded.preprocessing).numpy()
     calibration = calibrate(onnx_bytes(loaded.model, loaded.preprocessing.input_size), faces, INPUT_NAME)
-    return {**calibration, "faces": f"{dataset.name}/train: {len(chosen)} random faces (seed {seed})"}
+    return {**calibration, "faces": faces_note(f"{dataset.name}/train", len(chosen), seed)}
 
 
 def rescore(loaded: LoadedModel, dataset: FaceDataset, metrics: dict, keys: list[str]) -> dict:

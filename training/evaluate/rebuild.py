@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 import shlex
 import subprocess
 
+from emoji_mirror.onnx_int8 import faces_count
 from emoji_mirror.paths import REPO_ROOT
 
 from ..recipes import recipe_for
@@ -14,7 +14,6 @@ from ..train import command_line
 # Recorded in a run's config but not settings: what the data and the machine were, and the first runs' scheduler name.
 NOT_SETTINGS = {"model", "dataset", "data_fingerprint", "amp", "device", "world_size", "scheduler"}
 DATA = {"fer2013": "fer2013.zip", "ferplus": "ferplus.zip"}
-CALIBRATION_FACES = re.compile(r": (\d+) random faces")  # in int8_activations, as training.export.activation_calibration words it
 
 
 def tracked(path: str) -> bool:
@@ -65,10 +64,10 @@ def pack_command(entry: dict, data: str) -> str | None:
     full = f"runs/export/{entry['name']}_fp32.pt"
     store = ["python", "-m", "training.export", f"--{storage}", full, "--out", out, "--data", data]
     if entry.get("int8_activations"):
-        faces = CALIBRATION_FACES.search(entry["int8_activations"])
+        faces = faces_count(entry["int8_activations"])
         if faces is None:
             return None
-        store += ["--calibrate", faces.group(1)]
+        store += ["--calibrate", str(faces)]
     return f"{shlex.join([*pack, '--out', full])} && {shlex.join(store)}"
 
 
