@@ -13,8 +13,10 @@ import torch
 from skimage.data import astronaut
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from emoji_mirror.classifier import EmotionClassifier  # noqa: E402
+from emoji_mirror.classifier import BACKENDS, EmotionClassifier  # noqa: E402
 from emoji_mirror.detector import FaceDetector  # noqa: E402
+from emoji_mirror.onnx_backend import OnnxNetwork  # noqa: E402
+from emoji_mirror.paths import resolve_checkpoint  # noqa: E402
 from emoji_mirror.pipeline import STAGES, MirrorPipeline, PipelineStats  # noqa: E402
 
 FRAME_SIZE = (640, 480)  # width, height: a typical webcam frame
@@ -57,15 +59,20 @@ def run(pipeline: MirrorPipeline, frame: np.ndarray, frames: int, warmup: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--checkpoint", help="checkpoint name or path (default: $EMOJI_MIRROR_CHECKPOINT or the best shipped one)")
+    parser.add_argument("--checkpoint", help="checkpoint name or path (default: $EMOJI_MIRROR_CHECKPOINT or the live tier's model)")
     parser.add_argument("--frames", type=int, default=100, help="timed frames per scene")
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=1, help="inference threads (default 1, as the app)")
+    parser.add_argument("--backend", choices=("served", *BACKENDS), default="served",
+                        help="served (default): the backend and TTA the app serves the model with; or a backend, without TTA")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    classifier = EmotionClassifier.from_checkpoint(args.checkpoint)
-    print(f"checkpoint {classifier.loaded.path} ({classifier.loaded.arch}), torch threads {torch.get_num_threads()}, {args.frames} frames per scene")
+    torch.set_num_threads(args.threads)
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    classifier = (EmotionClassifier.served(checkpoint, "live", args.threads) if args.backend == "served" else
+                  EmotionClassifier.from_checkpoint(str(checkpoint), backend=args.backend, threads=args.threads))
+    backend = "onnxruntime" if isinstance(classifier.model, OnnxNetwork) else "torch"
+    print(f"checkpoint {classifier.loaded.path} ({classifier.loaded.arch}) on {backend}, TTA {classifier.tta}, {args.threads} thread(s), "
+          f"{args.frames} frames per scene")
     header = f"{'faces':>5} {'found':>5} " + " ".join(f"{s + ' ms':>11}" for s in STAGES) + f" {'fps':>7}"
     print(header)
     print("-" * len(header))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .checkpoint import LoadedModel, load_model
 from .labels import emoji_for
-from .paths import resolve_checkpoint
+from .paths import resolve_checkpoint, served_backend, served_tta
 from .preprocessing import normalize, predict_proba
 
 BACKENDS = ("torch", "onnxruntime")
@@ -43,6 +44,12 @@ class EmotionClassifier:
 
             loaded = replace(loaded, model=onnx_network(loaded, threads))
         return cls(loaded, tta)
+
+    @classmethod
+    def served(cls, checkpoint: Path, tier: str = "live", threads: int | None = None) -> "EmotionClassifier":
+        """A resolved checkpoint as the tier serves it: on the backend its rule measured fastest for it, with the TTA its
+        scores were measured with (paths.served_backend / served_tta); `threads` as in from_checkpoint."""
+        return cls.from_checkpoint(str(checkpoint), tta=served_tta(checkpoint, tier), backend=served_backend(checkpoint, tier), threads=threads)
 
     def predict(self, faces: list[np.ndarray]) -> np.ndarray:
         """(N, C) probabilities for N grayscale uint8 face crops; (0, C) for no faces."""

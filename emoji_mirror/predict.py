@@ -18,7 +18,7 @@ from .classifier import EmotionClassifier
 from .detector import FaceDetector
 from .face_model import FaceModelError
 from .images import MAX_PIXELS, SUPPORTED, ImageReadError, array_to_bgr, read_image, too_large
-from .paths import resolve_checkpoint, served_backend, served_tta
+from .paths import resolve_checkpoint, served_backend
 from .face_result import FaceResult
 from .pipeline import MirrorPipeline, MirrorSettings
 
@@ -39,7 +39,7 @@ def face_record(face: FaceResult, classes: tuple[str, ...], scale: float = 1.0) 
 
 @lru_cache(maxsize=4)
 def _classifier(checkpoint: Path) -> EmotionClassifier:
-    return EmotionClassifier.from_checkpoint(str(checkpoint), backend=served_backend(checkpoint, "photo"), tta=served_tta(checkpoint, "photo"))
+    return EmotionClassifier.served(checkpoint, "photo")
 
 
 def image_to_bgr(image) -> tuple[np.ndarray, float]:

@@ -65,6 +65,19 @@ def test_the_photo_tier_model_runs_with_the_tta_its_row_was_measured_with(shippe
     assert len(predict.predict_image(skdata.astronaut())) == 1 and predict._classifier(shipped).tta == "flip"
 
 
+def test_the_app_and_the_pipeline_benchmark_load_a_shipped_model_as_its_tier_serves_it(shipped):
+    from emoji_mirror.app.loaders import load_classifier
+    from emoji_mirror.classifier import EmotionClassifier
+
+    load_classifier.clear()
+    photo, live = load_classifier(str(shipped), 0.0, 1, "photo"), load_classifier(str(shipped), 0.0, 1, "live")
+    assert isinstance(photo.model, OnnxNetwork) and photo.tta == "flip"
+    assert not isinstance(live.model, OnnxNetwork) and live.tta == "none"  # the live tier names no backend or TTA for it
+    served = EmotionClassifier.served(shipped, "photo", threads=1)  # what benchmarks.mirror_pipeline times by default
+    assert isinstance(served.model, OnnxNetwork) and served.tta == "flip"
+    load_classifier.clear()
+
+
 def test_the_rule_records_each_candidate_s_tta_and_an_unknown_one_is_not_served(shipped):
     models = [{**entry("resnet_flip", 34.0, 13.0, 70.7), "tta": "flip"}, entry("small", 3.6, 5.0, 66.1)]
     table = default_rule.tier_candidates(models, default_rule.TIERS["photo"]).set_index("model")

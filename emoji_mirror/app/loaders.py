@@ -14,7 +14,7 @@ from ..classifier import EmotionClassifier
 from ..detector import FaceDetector
 from ..face_model import FaceModelError
 from ..overlay import Overlay
-from ..paths import CHECKPOINT_DIR, CHECKPOINT_ENV, list_checkpoints, resolve_checkpoint, served_backend, served_tta
+from ..paths import CHECKPOINT_DIR, CHECKPOINT_ENV, list_checkpoints, resolve_checkpoint
 
 DATASET_TITLES = {"fer2013": "FER2013", "ferplus": "FER+"}
 # The app classifies a few 48x48 crops per frame while WebRTC decodes and encodes video (and, on one machine, the browser
@@ -25,11 +25,11 @@ TRAIN_HINT = "train one with `python -m training.train` (or on the 🏋️ Train
 
 
 @st.cache_resource(show_spinner="Loading the emotion model…", max_entries=4)
-def load_classifier(path: str, modified: float, threads: int = 1, backend: str = "torch", tta: str = "none") -> EmotionClassifier:
-    """One classifier per checkpoint file version (`modified` = its mtime, so a retrained file is reloaded), backend and
-    test-time augmentation, run with `threads` threads (torch's are process-wide)."""
+def load_classifier(path: str, modified: float, threads: int = 1, tier: str = "live") -> EmotionClassifier:
+    """One classifier per checkpoint file version (`modified` = its mtime, so a retrained file is reloaded) and tier, served
+    as the tier serves it (EmotionClassifier.served), run with `threads` threads (torch's are process-wide)."""
     torch.set_num_threads(threads)
-    return EmotionClassifier.from_checkpoint(path, tta=tta, backend=backend, threads=threads if backend == "onnxruntime" else None)
+    return EmotionClassifier.served(Path(path), tier, threads)
 
 
 def torch_threads() -> int:
@@ -113,7 +113,7 @@ def classifier_or_error(path: Path, tier: str = "live") -> EmotionClassifier | N
         st.error(f"**The app's settings are invalid.** {exc}")
         return None
     try:
-        return load_classifier(str(path), _modified(path), threads, served_backend(path, tier), served_tta(path, tier))
+        return load_classifier(str(path), _modified(path), threads, tier)
     except (CheckpointError, OSError) as exc:
         st.error(f"**Cannot use model `{path.name}`.** {exc}\n\nFix: pick another model in the sidebar, or {TRAIN_HINT}.")
         return None
