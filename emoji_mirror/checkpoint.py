@@ -131,7 +131,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild the model a checkpoint names, load its weights, check that it runs on its own input size, return it in eval mode."""
-    payload = read_checkpoint(path)
+    return model_from_payload(read_checkpoint(path), path, device)
+
+
+def model_from_payload(payload: dict, path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    """load_model for a payload read_checkpoint already gave (from `path`, which the errors name)."""
     arch, classes = payload["arch"], tuple(payload["classes"])
     init_only = model_entry(arch).init_only  # never a download or a file chosen by the checkpoint; its weights replace them
     kwargs = {k: v for k, v in payload.get("arch_kwargs", {}).items() if k not in init_only}

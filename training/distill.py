@@ -40,8 +40,13 @@ def ensemble_probabilities(members: list[str], dataset: FaceDataset, tta: str, d
 def weights_sha256(path: str | Path) -> str:
     """sha256 of a checkpoint's weights (names, dtypes, shapes, bytes): what a soft-label file records of each member; it
     survives metadata edits (scores added at import, a rewritten card), unlike the file's own hash."""
+    return state_sha256(read_checkpoint(path)["state_dict"])
+
+
+def state_sha256(state_dict: dict) -> str:
+    """weights_sha256 of a state dict already read."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(read_checkpoint(path)["state_dict"].items()):
+    for name, tensor in sorted(state_dict.items()):
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}:".encode())
         digest.update(tensor.contiguous().view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()

@@ -18,7 +18,7 @@ import onnx
 import torch
 
 from emoji_mirror.checkpoint import (CheckpointError, LoadedModel, atomic_torch_save, checkpoint_payload, float_state_dict, half_state_dict,
-                                     load_model, quantize_int8, read_checkpoint)
+                                     load_model, model_from_payload, quantize_int8, read_checkpoint)
 from emoji_mirror.fileio import atomic_write
 from emoji_mirror.labels import emoji_for
 from emoji_mirror.models import count_params, create_model
@@ -28,7 +28,7 @@ from emoji_mirror.paths import resolve_checkpoint
 from emoji_mirror.preprocessing import normalize
 
 from .data import DataError, FaceDataset, load_dataset
-from .distill import weights_sha256
+from .distill import state_sha256
 from .evaluate.entries import entry_name
 from .evaluate.model_card import render_card
 from .evaluate.scoring import as_served, score, split_probabilities
@@ -116,10 +116,10 @@ def rescore(loaded: LoadedModel, dataset: FaceDataset, metrics: dict, keys: list
     return changes
 
 
-def member_record(path: Path, loaded: LoadedModel) -> dict:
+def member_record(path: Path, payload: dict, loaded: LoadedModel) -> dict:
     """What an ensemble checkpoint keeps of one member: its name, weight hash, architecture, scores and training settings."""
     meta = loaded.meta
-    return {"name": entry_name(path), "weights_sha256": weights_sha256(path), "arch": loaded.arch, "selection_split": meta.get("selection_split"),
+    return {"name": entry_name(path), "weights_sha256": state_sha256(payload["state_dict"]), "arch": loaded.arch, "selection_split": meta.get("selection_split"),
             "metrics": meta.get("metrics", {}), "epoch": meta.get("epoch"), "config": meta.get("config", {}), "commit": meta.get("commit")}
 
 
@@ -129,7 +129,8 @@ def pack_ensemble(paths: list[Path], out: Path, dataset: FaceDataset | None = No
     ensemble on its labelled test splits; returns {split: (None, accuracy)}."""
     if len(paths) < 2:
         raise CheckpointError("--ensemble needs at least two checkpoints")
-    members = [load_model(path) for path in paths]
+    payloads = [read_checkpoint(path) for path in paths]  # each file read once
+    members = [model_from_payload(payload, path) for payload, path in zip(payloads, paths)]
     first = members[0]
     for path, member in zip(paths[1:], members[1:]):
         for what, mine, theirs in (("classes", member.classes, first.classes),
@@ -141,7 +142,6 @@ def pack_ensemble(paths: list[Path], out: Path, dataset: FaceDataset | None = No
     if dataset is not None and first.meta.get("data_fingerprint") not in (None, dataset.fingerprint):
         raise DataError(f"the members were trained on other data than {dataset.name} (fingerprint {dataset.fingerprint[:12]})")
     preprocessing = replace(first.preprocessing, photometry="none")  # each member standardizes its own input when it was trained so
-    payloads = [read_checkpoint(path) for path in paths]
     arch_kwargs = {"members": [{"arch": p["arch"], "arch_kwargs": p.get("arch_kwargs", {}), "photometry": m.preprocessing.photometry}
                                for p, m in zip(payloads, members)],
                    "mean": preprocessing.mean, "std": preprocessing.std}
@@ -152,7 +152,7 @@ def pack_ensemble(paths: list[Path], out: Path, dataset: FaceDataset | None = No
     model.load_state_dict({f"members.{i}.{name}": value for i, p in enumerate(payloads) for name, value in float_state_dict(p).items()})
     meta = {"dataset": first.meta.get("dataset"), "data_fingerprint": first.meta.get("data_fingerprint"),
             "selection_split": first.meta.get("selection_split"), "params": count_params(model), "commit": git_commit(),
-            "members": [member_record(path, member) for path, member in zip(paths, members)], "metrics": {}}
+            "members": [member_record(path, payload, member) for path, payload, member in zip(paths, payloads, members)], "metrics": {}}
     payload = checkpoint_payload(model, "ensemble", arch_kwargs, first.classes, preprocessing, meta)
     atomic_torch_save(payload, out)
     packed = load_model(out)  # refuse to leave a file that does not load
