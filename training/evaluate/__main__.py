@@ -9,12 +9,13 @@ from pathlib import Path
 from emoji_mirror.checkpoint import CheckpointError
 from emoji_mirror.classifier import EmotionClassifier
 from emoji_mirror.detector import FaceDetector
-from emoji_mirror.paths import CHECKPOINT_DIR, DEFAULT_FILE, REPO_ROOT, resolve_checkpoint, served_backend, served_tta
-from emoji_mirror.default_rule import DEFAULT_RULE
+from emoji_mirror.paths import CHECKPOINT_DIR, DEFAULT_FILE, REPO_ROOT, resolve_checkpoint
+from emoji_mirror.default_rule import DEFAULT_RULE, TIERS
 from emoji_mirror.preprocessing import TTA_MODES
 
 from ..data import DataError
 from ..runtime import pick_device
+from . import pack_search
 from .entries import Datasets, display_path, entry_name, evaluate_entry, find_checkpoints, resolve_members
 from .photos import open_photo_set, photo_entry, photo_line, score_photos
 from .scoring import Probabilities
@@ -42,11 +43,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "the app does (detect, crop, classify; no face found = wrong) into summary.json as photos/<name>; default "
                    "checkpoints: the live and photo tiers' models")
     p.add_argument("--photos-name", help="the photo set's name in photos/<name> (default: the folder or zip name)")
+    p.add_argument("--pack-search", action="store_true",
+                   help="rank every mean of up to --max-members of --checkpoints by --tier's measure on their selection split and print "
+                   "the export command of the best (writes nothing)")
+    p.add_argument("--tier", choices=tuple(TIERS), default="live", help="with --pack-search: whose measure ranks the packs")
+    p.add_argument("--max-members", type=int, default=4, help="with --pack-search: the largest pack tried")
+    p.add_argument("--rows", type=int, default=15, help="with --pack-search: packs printed")
     p.add_argument("--choose-default", action="store_true",
                    help=f"write {DEFAULT_FILE.relative_to(REPO_ROOT)} with the model the default rule picks from the merged summary: {DEFAULT_RULE}")
     args = p.parse_args(argv)
     if args.photos and (args.ensemble or args.tta != "none"):
         p.error("--photos scores single checkpoints the way the app runs them (no --ensemble, no --tta)")
+    if args.pack_search and (args.photos or args.ensemble or args.tta != "none" or not args.checkpoints or len(args.checkpoints) < 2):
+        p.error("--pack-search ranks packs of two or more --checkpoints (no --photos, --ensemble or --tta)")
+    if args.max_members < 1 or args.rows < 1:
+        p.error("--max-members and --rows must be at least 1")
     if args.checkpoints is None:
         tiers = dict.fromkeys(str(resolve_checkpoint(None, tier)) for tier in ("live", "photo")) if args.photos else None
         args.checkpoints = [] if args.ensemble else list(tiers) if tiers else [str(CHECKPOINT_DIR)]
@@ -77,7 +88,7 @@ def evaluate_photos(args: argparse.Namespace, out: Path, checkpoints: list[tuple
         for given, path in checkpoints:
             try:
                 # as the Photo page and the CLI run it: the backend and TTA the photo tier's rule measured it with
-                classifier = EmotionClassifier.from_checkpoint(str(path), backend=served_backend(path, "photo"), tta=served_tta(path, "photo"))
+                classifier = EmotionClassifier.served(path, "photo")
                 scores = score_photos(photo_set, classifier, detector)
             except (CheckpointError, DataError) as exc:
                 errors.append(str(exc))
@@ -103,6 +114,12 @@ def evaluate_photos(args: argparse.Namespace, out: Path, checkpoints: list[tuple
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.pack_search:  # reads checkpoints and data, writes nothing
+        checkpoints, errors = find_checkpoints(args.checkpoints)
+        for error in errors:
+            print(f"error: {error}", file=sys.stderr)
+        return 2 if errors else pack_search.main(checkpoints, Datasets(args.data, args.ferplus, args.cache_dir), Probabilities(pick_device(args.device)),
+                                                 TIERS[args.tier], args.max_members, args.rows, args.data)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
