@@ -122,6 +122,24 @@ def random_erase(out: torch.Tensor, aug: BatchAugment, uniform, n: int) -> torch
     return out.masked_fill(erase.unsqueeze(1), 0.0)
 
 
+def toward_neutral(x: torch.Tensor, targets: torch.Tensor, neutral: int, p: float, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weakened expressions (issue 19's lever for subtle faces): each face whose target is not mostly neutral is, with
+    probability p, blended with a random mostly-neutral face of the batch, keeping a share lam ~ U(0.5, 1) of itself, and
+    its target is mixed by the same share: a faint expression keeps most of its label. Targets come back as distributions
+    (hard labels made one-hot); a batch without a neutral face is returned as it is."""
+    soft = targets.float() if targets.ndim == 2 else F.one_hot(targets, num_classes).float()
+    is_neutral = soft.argmax(1) == neutral
+    pool = is_neutral.nonzero().flatten()
+    if p <= 0 or not len(pool):
+        return x, targets
+    n = len(x)
+    chosen = (torch.rand(n, device=x.device) < p) & ~is_neutral
+    partner = pool[torch.randint(len(pool), (n,), device=x.device)]
+    keep = torch.where(chosen, 0.5 + 0.5 * torch.rand(n, device=x.device), torch.ones(n, device=x.device))
+    blended = keep.view(-1, 1, 1, 1) * x + (1 - keep).view(-1, 1, 1, 1) * x[partner]
+    return blended.to(x.dtype), keep.view(-1, 1) * soft + (1 - keep).view(-1, 1) * soft[partner]
+
+
 class FaceTensorDataset(torch.utils.data.Dataset):
     """uint8 faces (N, H, W) with integer or soft targets, optionally augmented per sample."""
 

@@ -29,7 +29,7 @@ from emoji_mirror.schemas import arch_kwargs_schema, schema_problem
 from emoji_mirror.paths import run_name_problem
 from emoji_mirror.preprocessing import PHOTOMETRY, Preprocessing, normalize, standardize
 
-from .augment import BatchAugment, FaceTensorDataset, batch_augment, train_transform
+from .augment import BatchAugment, FaceTensorDataset, batch_augment, toward_neutral, train_transform
 from .data import DataError, FaceDataset, load_dataset
 from .data.splits import RunData, prepare_run_data
 from .distill import load_soft_targets, weights_sha256
@@ -64,6 +64,7 @@ def run_config(s: argparse.Namespace, dataset: FaceDataset, rt: Runtime) -> dict
         "photometry": None if s.photometry == "none" else s.photometry,  # likewise
         "ferplus_votes": s.ferplus_votes, "ferplus_weight": s.ferplus_weight if s.ferplus_votes else None,  # likewise
         "init_from": s.init_from,  # likewise
+        "weaken": s.weaken or None,  # likewise
     }
 
 
@@ -175,8 +176,9 @@ class Trainer:
     """One model in training: the network, its EMA (what is scored, selected and shipped when on), optimizer, LR schedule,
     loss terms and training faces; `train_epoch` runs one pass, `state_dicts`/`load` carry it through a resume."""
 
-    def __init__(self, s: argparse.Namespace, data: RunData, num_classes: int, rt: Runtime, init: dict | None = None):
-        self.s, self.rt = s, rt
+    def __init__(self, s: argparse.Namespace, data: RunData, num_classes: int, rt: Runtime, init: dict | None = None,
+                 neutral: int | None = None):
+        self.s, self.rt, self.num_classes, self.neutral = s, rt, num_classes, neutral
         seed_everything(s.seed)
         try:
             self.model = create_model(s.model, num_classes=num_classes, **s.model_kwargs).to(rt.device)
@@ -243,6 +245,8 @@ class Trainer:
         for x, targets in bar:
             if rt.device.type != "cpu" or rt.amp_dtype is not None:
                 x = x.contiguous(memory_format=torch.channels_last)
+            if s.weaken:
+                x, targets = toward_neutral(x, targets, self.neutral, s.weaken, self.num_classes)
             lam, perm = 1.0, None
             if s.mixup > 0:
                 lam = float(np.random.beta(s.mixup, s.mixup))
@@ -349,7 +353,10 @@ def train_one(model_name: str, dataset: FaceDataset, args: argparse.Namespace, r
     tracked = tracked_splits(s, data)
     config = run_config(s, dataset, rt)
     run_dir = Path(s.output_dir) / (s.name or model_name)
-    trainer = Trainer(s, data, len(dataset.classes), rt, initial_weights(s, dataset) if s.init_from else None)
+    if s.weaken and "neutral" not in dataset.classes:
+        raise DataError(f"--weaken blends faces toward neutral ones, and {dataset.name} has no neutral class")
+    trainer = Trainer(s, data, len(dataset.classes), rt, initial_weights(s, dataset) if s.init_from else None,
+                      list(dataset.classes).index("neutral") if s.weaken else None)
     with run_lock(run_dir, rt):
         return train_locked(trainer, s, dataset, data, tracked, config, run_dir, rt)
 
@@ -500,6 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ferplus-votes", default=None, help="FER2013 only: mix FER+'s vote distributions for the same faces into the labels "
                    "(soft labels from `python -m training.data.ferplus_votes`; results/soft_labels/ferplus_votes.npz is tracked)")
     p.add_argument("--ferplus-weight", type=float, default=0.5, help="weight of the FER+ votes against the FER2013 label (with --ferplus-votes)")
+    p.add_argument("--weaken", type=float, default=0.0,
+                   help="share of non-neutral training faces blended toward a neutral face of the batch (keeping 50-100%% of "
+                        "themselves, the target mixed alike): weakened expressions, for subtle real faces; 0 = off")
     p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                    help="start from this checkpoint's weights (same architecture, settings, classes and preprocessing): a fine-tune, e.g. "
                         "distilling an ensemble into one of its members")
@@ -566,7 +576,7 @@ def cli_problem(args: argparse.Namespace, models: list[str] = ()) -> str | None:
             problem = f"does not build {model}: {first_line(exc)}"
         if problem:
             return f"--model-kwargs {json.dumps(args.model_kwargs)[:200]}: {problem}"
-    for flag in ("distill_alpha", "ferplus_weight"):
+    for flag in ("distill_alpha", "ferplus_weight", "weaken"):
         if not 0 <= getattr(args, flag) <= 1:
             return f"--{flag.replace('_', '-')} must be between 0 and 1 (got {getattr(args, flag)})"
     if args.time_budget_min is not None and args.time_budget_min <= 0:
